@@ -121,6 +121,22 @@ class Events:
     """Returns the tag-side flag `name` per event, shape [num_events]."""
     return (self.events['tag_flags'] & FLAG_BIT[name]) != 0
 
+  def take(self, indices: np.ndarray) -> 'Events':
+    """Returns the events at `indices` (shape [k]) with their tracks."""
+    indices = np.asarray(indices, np.int64)
+    starts = self.track_offsets[indices]
+    counts = self.track_offsets[indices + 1] - starts
+    offsets = offsets_from_counts(counts)
+    track_index = np.repeat(starts - offsets[:-1], counts) + np.arange(
+      offsets[-1]
+    )
+    return Events(
+      {k: v[indices] for k, v in self.events.items()},
+      {k: v[track_index] for k, v in self.tracks.items()},
+      offsets,
+      dict(self.attrs),
+    )
+
   def event_index(self) -> np.ndarray:
     """Returns the event each track belongs to, shape [num_tracks]."""
     return np.repeat(np.arange(self.num_events), np.diff(self.track_offsets))

@@ -41,6 +41,7 @@ import math
 from typing import Any
 
 import numpy as np
+from scipy import stats
 
 # Belle r bin edges (the binning of the Belle and Belle II flavor taggers).
 BELLE_R_BINS = (0.0, 0.1, 0.25, 0.5, 0.625, 0.75, 0.875, 1.0)
@@ -363,6 +364,54 @@ def calibration_curve(
     observed_w_err=observed_err,
     n_events=n_bin,
   )
+
+
+@dataclasses.dataclass(frozen=True)
+class KSResult:
+  """Kolmogorov-Smirnov comparison of train and test outputs of one flavor.
+
+  Attributes:
+    statistic: Largest distance between the two cumulative distributions.
+    pvalue: Probability of a distance at least this large if both samples
+      came from one distribution.
+  """
+
+  statistic: float
+  pvalue: float
+
+
+def overtraining_ks(
+  train_qr: Any, train_q: Any, test_qr: Any, test_q: Any
+) -> dict[str, KSResult]:
+  """Compares the output distributions on train and test events per flavor.
+
+  An overtrained tagger is sharper on the events it was trained on, so its
+  train and test distributions differ; a small p-value flags it.
+
+  Args:
+    train_qr: Output on training events, shape [train events].
+    train_q: Their true flavors, shape [train events].
+    test_qr: Output on unseen events, shape [test events].
+    test_q: Their true flavors, shape [test events].
+
+  Returns:
+    Dict 'B0' and 'anti-B0' -> KSResult.
+  """
+  train_qr = _check_qr(train_qr)
+  test_qr = _check_qr(test_qr)
+  train_q = _check_q_true(train_q, train_qr.size)
+  test_q = _check_q_true(test_q, test_qr.size)
+  results = {}
+  for name, flavor in (('B0', 1), ('anti-B0', -1)):
+    train, test = train_qr[train_q == flavor], test_qr[test_q == flavor]
+    if train.size == 0 or test.size == 0:
+      raise ValueError(
+        f'the overtraining check needs {name} events in both samples, found '
+        f'{train.size} in train and {test.size} in test'
+      )
+    ks = stats.ks_2samp(train, test)
+    results[name] = KSResult(float(ks.statistic), float(ks.pvalue))
+  return results
 
 
 def _json_number(value: float) -> float | None:

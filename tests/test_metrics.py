@@ -250,3 +250,34 @@ def test_bad_bins_and_single_flavor_are_rejected():
     metrics.auc([0.1, 0.2], [1, 1])
   with pytest.raises(ValueError, match='label must be 1'):
     metrics.auc([0.1, 0.2], [1, -1])
+
+
+def test_overtraining_ks_by_hand():
+  # B0: train outputs 0.1, 0.2, 0.3 all below test outputs 0.4, 0.5, so the
+  # cumulative distributions differ by 1 at qr = 0.3. anti-B0: train -0.5,
+  # -0.2 and test -0.4, -0.1: after -0.5 train is at 1/2, test at 0; after
+  # -0.4 both at 1/2; after -0.2 train at 1, test at 1/2: D = 1/2.
+  ks = metrics.overtraining_ks(
+    [0.1, 0.2, 0.3, -0.5, -0.2],
+    [1, 1, 1, -1, -1],
+    [0.4, 0.5, -0.4, -0.1],
+    [1, 1, -1, -1],
+  )
+  assert ks['B0'].statistic == pytest.approx(1.0)
+  assert ks['anti-B0'].statistic == pytest.approx(0.5)
+
+
+def test_overtraining_ks_separates_shifted_from_same_distribution():
+  rng = np.random.default_rng(5)
+  q = rng.choice([-1, 1], 4000)
+  same = metrics.overtraining_ks(
+    rng.uniform(-1, 1, 4000), q, rng.uniform(-1, 1, 4000), q
+  )
+  # Uniform on [-1, 0.6] against [-0.8, 0.8]: both 1.6 wide, shifted by 0.2,
+  # so the CDFs differ by D = 0.2 / 1.6 = 0.125 where they overlap.
+  shifted = metrics.overtraining_ks(
+    rng.uniform(-1, 0.6, 4000), q, rng.uniform(-0.8, 0.8, 4000), q
+  )
+  assert same['B0'].pvalue > 1e-3 and same['anti-B0'].pvalue > 1e-3
+  assert shifted['B0'].statistic == pytest.approx(0.125, abs=0.04)
+  assert shifted['B0'].pvalue < 1e-6

@@ -1,0 +1,1 @@
+"""Command-line programs, run as `python -m experiments.NAME`."""

@@ -10,6 +10,7 @@ import os
 import pathlib
 from typing import Any
 
+from matplotlib import ticker
 from matplotlib.figure import Figure
 import numpy as np
 
@@ -108,6 +109,8 @@ def loss_curves(
   loss_ax.set(xlabel='epoch', ylabel='binary cross-entropy', title='Loss')
   loss_ax.grid(alpha=0.3)
   loss_ax.legend()
+  for ax in (loss_ax, score_ax):
+    ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
 
   for key, label in (
     ('valid_auc', 'validation AUC'),
@@ -282,7 +285,7 @@ def calibration(
     xlabel='predicted w = (1 - r) / 2',
     ylabel='observed wrong-tag fraction',
     xlim=(0, 0.5),
-    ylim=(0, 0.6),
+    ylim=(-0.02, 0.6),
     title=title,
   )
   ax.grid(alpha=0.3)

@@ -700,7 +700,9 @@ def truth_targets(
 ) -> dict[str, np.ndarray]:
   """Returns each category's truth target per track, read off the decay chain.
 
-  Background tracks are never targets.
+  Background tracks are never targets. FastHadron targets are the
+  generator's fast hadrons (pi or K from the B or from a light meson of the B
+  decay) except daughters of flavorless neutral mesons.
 
   Args:
     tracks: Track columns mc_pdg, mc_mother_pdg, mc_category,
@@ -722,7 +724,11 @@ def truth_targets(
   secondary = kind('secondary_lepton')
   kaon = kind('kaon') & (pdg == 321)
   slow_pion = kind('slow_pion') & (pdg == 211)
-  fast_hadron = kind('fast_hadron')
+  # A pi or K from a flavorless neutral meson (rho0, omega, eta, eta', phi)
+  # comes with an opposite-charge partner and carries no flavor.
+  fast_hadron = kind('fast_hadron') & ~(
+    (mother != 511) & _is_self_conjugate_meson(tracks['mc_mother_pdg'])
+  )
   proton = kind('lambda') & (pdg == 2212) & (mother == 3122)
 
   has = partner >= 0
@@ -742,6 +748,17 @@ def truth_targets(
     'MaximumPstar': primary | fast_hadron,
     'KaonPion': kaon & partner_slow,
   }
+
+
+def _is_self_conjugate_meson(pdg: np.ndarray) -> np.ndarray:
+  """Whether PDG ids are quark-antiquark mesons of one flavor (q q-bar).
+
+  A meson id ends in the digits n_q2 n_q3 n_J; it is its own antiparticle
+  when n_q2 == n_q3 (111 pi0, 113 rho0, 221 eta, 223 omega, 333 phi...).
+  """
+  pdg = np.abs(pdg)
+  is_meson = (pdg % 10 > 0) & ((pdg // 1000) % 10 == 0) & (pdg > 100)
+  return is_meson & ((pdg // 10) % 10 == (pdg // 100) % 10)
 
 
 def category_qp(

@@ -238,8 +238,9 @@ def b0_semileptonic_chain():
 
 
 def anti_b0_chain():
-  """anti-B0 -> D+ Lambda_c- ... read as: D+ -> K0bar mu+ nu (secondary
-  mu+), Lambda -> p pi- (proton), a fast pi- from the W-."""
+  """Tracks of an anti-B0 decay: a secondary mu+ (D+ -> anti-K0 mu+ nu), a
+  proton from Lambda -> p pi-, a fast pi- from the W- and a pi+ from a
+  rho0 of the B decay (no flavor: not a FastHadron target)."""
   return [
     {
       'px': 0.4,
@@ -268,6 +269,16 @@ def anti_b0_chain():
       'mc_mother_pdg': -511,
       'mc_category': CAT['fast_hadron'],
     },
+    {
+      'px': 0.3,
+      'py': -0.4,
+      'pz': 0.6,
+      'charge': 1,
+      'mc_pdg': 211,
+      'mc_mother_pdg': 113,
+      'mc_grandmother_pdg': -511,
+      'mc_category': CAT['fast_hadron'],
+    },
   ]
 
 
@@ -276,14 +287,14 @@ def test_truth_targets_and_flavor_signs_on_hand_made_chains():
   event_index = events.event_index()
   # SlowPion scores that make track 1 (the slow pi-) the best negative
   # track of event 0 and track 7 (the fast pi-) the best of event 1.
-  slow_score = np.array([0.1, 0.9, 0.1, 0.2, 0.3, 0.1, 0.1, 0.5])
+  slow_score = np.array([0.1, 0.9, 0.1, 0.2, 0.3, 0.1, 0.1, 0.5, 0.05])
   partner = categories.slow_pion_partner(
     events.tracks['charge'], slow_score, event_index, 2
   )
   # Positive tracks pair with the best negative track, negative tracks with
-  # the best positive one (event 0: track 4 has 0.3; event 1: track 5 and 6
-  # tie at 0.1, the first in order is kept by the stable sort).
-  assert partner.tolist() == [1, 4, 1, 4, 1, 7, 7, 5]
+  # the best positive one (event 0: track 4 has 0.3; event 1: tracks 5 and
+  # 6 tie at 0.1, the first in order is kept by the stable sort).
+  assert partner.tolist() == [1, 4, 1, 4, 1, 7, 7, 5, 7]
 
   targets = categories.truth_targets(events.tracks, partner)
   expected = {
@@ -340,9 +351,9 @@ def test_maximum_pstar_candidate_and_event_without_tracks():
   for name in categories.CATEGORY_NAMES:
     inputs = categories.candidate_inputs(
       categories.CATEGORY_BY_NAME[name],
-      categories.add_partner_variables(variables, np.zeros(8, np.int64)),
+      categories.add_partner_variables(variables, np.zeros(9, np.int64)),
     )
-    assert inputs.shape == (8, len(categories.CATEGORY_BY_NAME[name].inputs))
+    assert inputs.shape == (9, len(categories.CATEGORY_BY_NAME[name].inputs))
 
 
 def test_bad_tracks_are_rejected():

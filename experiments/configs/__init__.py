@@ -1,0 +1,1 @@
+"""Run configs of the experiments, one `get_config()` per file."""

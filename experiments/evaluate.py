@@ -43,6 +43,14 @@ def main(argv):
     _DATA_DIR.value,
   )
   loaded = [taggers.load(workdir) for workdir in _WORKDIR.value]
+  notes = [
+    f'{t.name} was trained on `{_DATA_DIR.value}`: its figures include '
+    'events it was trained on; evaluate on a freshly generated sample.'
+    for t in loaded
+    if taggers.trained_on(t, _DATA_DIR.value)
+  ]
+  for note in notes:
+    logging.warning(note)
   evaluations = []
   for tagger, name in zip(loaded, report.unique_names(loaded), strict=True):
     logging.info(
@@ -60,6 +68,7 @@ def main(argv):
     bins=bins,
     calibration_bins=_CALIBRATION_BINS.value,
     sample=sample,
+    notes=notes,
   )
   for name, s in summaries.items():
     logging.info(

@@ -156,6 +156,7 @@ def write(
   bins: Sequence[float] = metrics.BELLE_R_BINS,
   calibration_bins: int = 10,
   sample: str = '',
+  notes: Sequence[str] = (),
 ) -> dict[str, dict[str, Any]]:
   """Writes metrics.json, report.md and the plots of several taggers.
 
@@ -165,6 +166,7 @@ def write(
     bins: r bin edges from 0.0 to 1.0.
     calibration_bins: Bins of predicted w in the calibration plot.
     sample: One line describing the evaluation events, for the report.
+    notes: Warnings to show under it (e.g. events seen in training).
 
   Returns:
     What metrics.json holds: tagger name -> metrics.summary dict.
@@ -235,6 +237,7 @@ def write(
   parts = ['# Flavor tagging evaluation', '']
   if sample:
     parts += [sample, '']
+  parts += [f'**Warning:** {note}\n' for note in notes]
   parts += [
     '## Summary',
     '',

@@ -151,6 +151,35 @@ def load(workdir: str | os.PathLike) -> Tagger:
   return Tagger(name, kind, predict, workdir, description)
 
 
+def training_data_dir(tagger: Tagger) -> pathlib.Path | None:
+  """Returns the data folder the tagger was trained on, where recorded.
+
+  Looks for "data_dir" in tagger.json, then in the run's config.json.
+  """
+  data_dir = tagger.description.get('data_dir')
+  config_path = tagger.workdir / 'config.json'
+  if data_dir is None and config_path.is_file():
+    try:
+      data_dir = json.loads(config_path.read_text()).get('data_dir')
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+      data_dir = None
+  return pathlib.Path(data_dir) if isinstance(data_dir, str) else None
+
+
+def trained_on(tagger: Tagger, data_dir: str | os.PathLike) -> bool:
+  """Tells whether `data_dir` is the folder the tagger was trained on.
+
+  NOTE: This compares folder paths only, so it cannot tell a copy of the
+  training events or a folder recorded with a path relative to another
+  working directory; it catches the common slip of evaluating a tagger on
+  its own training folder.
+  """
+  trained = training_data_dir(tagger)
+  return trained is not None and (
+    trained.resolve() == pathlib.Path(data_dir).resolve()
+  )
+
+
 def read_history(workdir: str | os.PathLike) -> list[dict[str, Any]] | None:
   """Returns the per-epoch training history, or None if there is none.
 

@@ -1,13 +1,19 @@
 """Tests of tagger loading, the evaluation report and the evaluate program."""
 
+import dataclasses
 import json
 import pathlib
+import shutil
+import subprocess
+import sys
 
+import h5py
 from matplotlib import image
 import numpy as np
 import pytest
+from sklearn import metrics as sk_metrics
 
-from flavortag_jax import report, taggers
+from flavortag_jax import report, shards, taggers
 
 # The hand table of tests/test_metrics.py: Q = 1/3, sigma_Q = 0.176383,
 # AUC of qr against q_true == 1, accuracy 1/2, unbinned Q 0.26075.
@@ -78,6 +84,24 @@ def test_unique_names_add_the_workdir_where_names_clash():
     report.unique_names([make('dnn', 'a/run'), make('dnn', 'b/run')])
 
 
+def test_trained_on_finds_the_training_folder(tmp_path):
+  data_dir = tmp_path / 'data'
+  data_dir.mkdir()
+  # The category tagger records data_dir in tagger.json.
+  described = taggers.Tagger(
+    'cat', 'category', None, tmp_path, {'data_dir': str(data_dir)}
+  )
+  assert taggers.trained_on(described, tmp_path / 'data' / '..' / 'data')
+  assert not taggers.trained_on(described, tmp_path)
+  # The deep tagger records it in its run config.
+  workdir = tmp_path / 'run'
+  workdir.mkdir()
+  configured = taggers.Tagger('dnn', 'dnn', None, workdir, {})
+  assert not taggers.trained_on(configured, data_dir)
+  (workdir / 'config.json').write_text(json.dumps({'data_dir': str(data_dir)}))
+  assert taggers.trained_on(configured, data_dir)
+
+
 def _check_png(path):
   pixels = image.imread(path)
   assert pixels.ndim == 3 and pixels[..., :3].std() > 0.05
@@ -101,7 +125,12 @@ def test_report_of_hand_made_outputs(tmp_path):
     report.Evaluation('category', 'category', sharper, TABLE_Q),
   ]
   out_dir = tmp_path / 'report'
-  report.write(out_dir, evaluations, sample='ten hand-made events')
+  report.write(
+    out_dir,
+    evaluations,
+    sample='ten hand-made events',
+    notes=['dnn saw these events in training.'],
+  )
 
   found = json.loads((out_dir / 'metrics.json').read_text())
   assert list(found) == ['dnn', 'category']
@@ -135,6 +164,7 @@ def test_report_of_hand_made_outputs(tmp_path):
 
   text = (out_dir / 'report.md').read_text()
   assert 'ten hand-made events' in text
+  assert '**Warning:** dnn saw these events in training.' in text
   # Q of the hand table in percent: 33.33 +- 17.64.
   assert '| dnn | dnn | 10 |' in text and '33.33 +- 17.64' in text
   assert '## Per r bin: category' in text
@@ -170,3 +200,163 @@ def test_report_rejects_different_samples(tmp_path):
     report.write(tmp_path, evaluations)
   with pytest.raises(ValueError, match='at least one'):
     report.write(tmp_path, [])
+
+
+# End to end: taggers trained on the shared generated sample (seed 1),
+# evaluated on a fresh sample of another seed that no tagger saw.
+UNSEEN_NUM_EVENTS = 600
+UNSEEN_SEED = 11
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope='module', name='dnn_workdir')
+def fixture_dnn_workdir(generated_dir, tmp_path_factory):
+  from experiments.configs import smoke
+  from flavortag_jax import train
+
+  config = smoke.get_config()
+  config.data_dir = str(generated_dir)
+  workdir = tmp_path_factory.mktemp('dnn_smoke')
+  train.train_and_evaluate(config, workdir)
+  return workdir
+
+
+@pytest.fixture(scope='module', name='category_workdir')
+def fixture_category_workdir(generated_dir, tmp_path_factory):
+  from flavortag_jax import category_tagger
+
+  workdir = tmp_path_factory.mktemp('category')
+  config = category_tagger.CategoryTaggerConfig(
+    num_trees=20, combiner_num_trees=20
+  )
+  category_tagger.train_and_evaluate(generated_dir, workdir, config)
+  return workdir
+
+
+@pytest.fixture(scope='module', name='unseen_dir')
+def fixture_unseen_dir(tmp_path_factory):
+  from flavortag_jax import generator
+
+  out_dir = tmp_path_factory.mktemp('unseen_nunu')
+  generator.generate(
+    out_dir,
+    UNSEEN_NUM_EVENTS,
+    seed=UNSEEN_SEED,
+    mode='nunu',
+    events_per_shard=UNSEEN_NUM_EVENTS,
+  )
+  return out_dir
+
+
+def _run_evaluate(*args):
+  return subprocess.run(
+    [sys.executable, '-m', 'experiments.evaluate', *args],
+    cwd=REPO_ROOT,
+    capture_output=True,
+    text=True,
+    timeout=300,
+    check=False,
+  )
+
+
+def test_evaluate_program_on_unseen_events(
+  dnn_workdir, category_workdir, unseen_dir, tmp_path
+):
+  out_dir = tmp_path / 'report'
+  run = _run_evaluate(
+    f'--workdir={dnn_workdir}',
+    f'--workdir={category_workdir}',
+    f'--data_dir={unseen_dir}',
+    f'--out_dir={out_dir}',
+  )
+  assert run.returncode == 0, run.stderr[-3000:]
+
+  found = json.loads((out_dir / 'metrics.json').read_text())
+  dnn_name = taggers.read_description(dnn_workdir)['name']
+  category_name = taggers.read_description(category_workdir)['name']
+  assert list(found) == [dnn_name, category_name]
+
+  # Recompute the figures independently from the taggers' outputs.
+  events = shards.read_data_dir(unseen_dir)
+  q_true = events.events['q_tag']
+  for workdir, name in (
+    (dnn_workdir, dnn_name),
+    (category_workdir, category_name),
+  ):
+    s = found[name]
+    assert s['n_events'] == UNSEEN_NUM_EVENTS
+    assert len(s['bins']) == 7
+    assert sum(b['eff'] for b in s['bins']) == pytest.approx(1.0)
+    assert sum(b['q'] for b in s['bins']) == pytest.approx(s['q'])
+    qr = taggers.load(workdir).predict(events)
+    assert s['auc'] == pytest.approx(
+      sk_metrics.roc_auc_score(q_true == 1, qr), abs=1e-9
+    )
+    # qr == 0 (an event without tracks) counts as a B0 tag.
+    q_pred = np.where(qr >= 0, 1, -1)
+    assert s['accuracy'] == pytest.approx(np.mean(q_pred == q_true))
+    # Both taggers learned something: the smoke run reaches an AUC of
+    # about 0.75 on its own test split, the category tagger more.
+    assert s['auc'] > 0.65
+    assert 0 < s['q_err'] < s['q']
+
+  text = (out_dir / 'report.md').read_text()
+  assert f'{UNSEEN_NUM_EVENTS} events from' in text
+  for name in (dnn_name, category_name):
+    assert f'## Per r bin: {name}' in text
+  pngs = {p.name for p in out_dir.glob('*.png')}
+  assert {
+    'roc.png',
+    'q_per_bin.png',
+    'calibration.png',
+    f'loss_{dnn_name}.png',
+    f'overtraining_{dnn_name}.png',
+    f'overtraining_{category_name}.png',
+  } <= pngs
+  for name in pngs:
+    pixels = image.imread(out_dir / name)
+    assert pixels[..., :3].std() > 0.05
+
+
+def test_events_of_another_schema_are_rejected(dnn_workdir, unseen_dir):
+  tagger = taggers.load(dnn_workdir)
+  events = shards.read_data_dir(unseen_dir)
+
+  foreign = dataclasses.replace(
+    events, attrs={**events.attrs, 'schema_version': 2}
+  )
+  with pytest.raises(ValueError, match='schema version 2'):
+    tagger.predict(foreign)
+
+  tracks = {k: v for k, v in events.tracks.items() if k != 'kaonID'}
+  with pytest.raises(ValueError, match='kaonID'):
+    tagger.predict(dataclasses.replace(events, tracks=tracks))
+
+
+def test_tagger_of_another_feature_list_is_rejected(dnn_workdir, tmp_path):
+  workdir = tmp_path / 'other_features'
+  shutil.copytree(dnn_workdir, workdir)
+  path = workdir / 'tagger.json'
+  description = json.loads(path.read_text())
+  description['feature_names'] = description['feature_names'][::-1]
+  path.write_text(json.dumps(description))
+  with pytest.raises(ValueError, match='other features'):
+    taggers.load(workdir)
+
+
+def test_evaluate_program_rejects_shards_of_another_schema(
+  dnn_workdir, unseen_dir, tmp_path
+):
+  data_dir = tmp_path / 'old_schema'
+  shutil.copytree(unseen_dir, data_dir)
+  for path in data_dir.glob('*.h5'):
+    with h5py.File(path, 'r+') as f:
+      f.attrs['schema_version'] = 0
+  run = _run_evaluate(
+    f'--workdir={dnn_workdir}',
+    f'--data_dir={data_dir}',
+    f'--out_dir={tmp_path / "report"}',
+  )
+  assert run.returncode != 0
+  assert 'schema version 0' in run.stderr
+  assert not (tmp_path / 'report').exists()

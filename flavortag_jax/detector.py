@@ -110,10 +110,12 @@ class DetectorConfig:
     dedx_min_samples: n used for tracks with fewer CDC hits; the SVD
       samples alone count like this many CDC layers.
     dedx_log_constant: Constant k of the energy-loss curve dE/dx ~
-      (1 + 1 / (beta gamma)^2) (k + 2 ln(beta gamma)) - 1, which puts the
-      minimum near beta gamma = 3.5 and the plateau 1.4 times above it.
+      (1 + 1 / (beta gamma)^2) (k + 2 ln(beta gamma)) - 1, a Bethe-Bloch
+      shape; k = 13.9 puts the minimum near beta gamma = 4 and, with the
+      saturation below, the Fermi plateau 1.45 times above the minimum,
+      as in helium-based drift chamber gas.
     dedx_saturation_beta_gamma: beta gamma where the relativistic rise
-      saturates (density effect).
+      saturates (density effect; about 300 in the CDC gas).
     outer_barrel_radius_cm: Radius a track must reach for TOP and ECL
       barrel information, cm (TDR: TOP quartz bars at about 120 cm).
     forward_endcap_z_cm, backward_endcap_z_cm: z of the ARICH / forward
@@ -122,9 +124,14 @@ class DetectorConfig:
       (TDR: 31 to 128 degrees); ARICH covers the forward end below it and
       the backward end has no Cherenkov detector.
     top_inverse_beta_resolution, arich_inverse_beta_resolution: Per-track
-      resolution of the Cherenkov detectors, expressed as the resolution of
-      1 / beta they imply (TDR: K/pi separation above 3 sigma at 4 GeV for
-      TOP, about 4 sigma for ARICH).
+      resolution of the Cherenkov detectors at high momentum, expressed as
+      the resolution of 1 / beta they imply (TDR: K/pi separation about
+      3 sigma at 4 GeV for TOP, about 4 sigma for ARICH).
+    cherenkov_scattering_gev: Multiple scattering in the material in front
+      of TOP and ARICH blurs the track direction and with it the Cherenkov
+      measurement: sigma(1 / beta) = resolution (+) this / (p / GeV). With
+      6.4e-3 GeV mu/pi separation stays near 1 sigma below 0.6 GeV while
+      K/pi separation exceeds 15 sigma at 1 GeV.
     cherenkov_tail_fraction, cherenkov_tail_scale: Fraction of tracks with
       a degraded Cherenkov measurement (background photons, edges of quartz
       bars) and the factor on its width.
@@ -140,6 +147,8 @@ class DetectorConfig:
     hadron_shower_fraction, hadron_shower_eop_mean, hadron_shower_eop_width:
       Fraction of hadrons that shower in the ECL (CsI is 0.8 interaction
       lengths) and their E/p distribution.
+    ecl_missing_fraction: Fraction of tracks reaching the ECL without a
+      matched cluster (gaps between crystals, cluster-matching losses).
     klm_min_momentum_gev, klm_turn_on_gev: A muon needs about 0.6 GeV to
       reach the KLM (TDR); its penetration probability rises as 1 -
       exp(-(p - min) / turn_on).
@@ -195,15 +204,16 @@ class DetectorConfig:
 
   dedx_resolution: float = 0.08
   dedx_min_samples: int = 4
-  dedx_log_constant: float = 8.0
-  dedx_saturation_beta_gamma: float = 30.0
+  dedx_log_constant: float = 13.9
+  dedx_saturation_beta_gamma: float = 300.0
   outer_barrel_radius_cm: float = 120.0
   forward_endcap_z_cm: float = 170.0
   backward_endcap_z_cm: float = -100.0
   top_theta_min_deg: float = 31.0
   top_theta_max_deg: float = 128.0
-  top_inverse_beta_resolution: float = 0.0023
-  arich_inverse_beta_resolution: float = 0.0018
+  top_inverse_beta_resolution: float = 0.0018
+  arich_inverse_beta_resolution: float = 0.0015
+  cherenkov_scattering_gev: float = 0.0064
   cherenkov_tail_fraction: float = 0.1
   cherenkov_tail_scale: float = 5.0
   cherenkov_missing_fraction: float = 0.05
@@ -211,13 +221,14 @@ class DetectorConfig:
   electron_eop_resolution: float = 0.04
   electron_eop_stochastic: float = 0.02
   electron_brem_fraction: float = 0.1
-  electron_brem_eop_mean: float = 0.8
-  electron_brem_eop_width: float = 0.12
+  electron_brem_eop_mean: float = 0.85
+  electron_brem_eop_width: float = 0.08
   ecl_mip_energy_gev: float = 0.17
   ecl_mip_width_gev: float = 0.03
   hadron_shower_fraction: float = 0.5
-  hadron_shower_eop_mean: float = 0.45
-  hadron_shower_eop_width: float = 0.15
+  hadron_shower_eop_mean: float = 0.4
+  hadron_shower_eop_width: float = 0.13
+  ecl_missing_fraction: float = 0.05
   klm_min_momentum_gev: float = 0.6
   klm_turn_on_gev: float = 0.15
   klm_penetration_probability: tuple[float, ...] = (
@@ -273,6 +284,7 @@ class DetectorConfig:
       'cherenkov_missing_fraction': self.cherenkov_missing_fraction,
       'electron_brem_fraction': self.electron_brem_fraction,
       'hadron_shower_fraction': self.hadron_shower_fraction,
+      'ecl_missing_fraction': self.ecl_missing_fraction,
       'background_electron_fraction': self.background_electron_fraction,
       **{
         f'klm_penetration_probability[{h}]': v
@@ -307,6 +319,7 @@ class DetectorConfig:
       'top_inverse_beta_resolution': self.top_inverse_beta_resolution,
       'arich_inverse_beta_resolution': self.arich_inverse_beta_resolution,
       'cherenkov_tail_scale': self.cherenkov_tail_scale,
+      'cherenkov_scattering_gev': self.cherenkov_scattering_gev,
       'electron_eop_resolution': self.electron_eop_resolution,
       'electron_brem_eop_width': self.electron_brem_eop_width,
       'ecl_mip_width_gev': self.ecl_mip_width_gev,
@@ -531,33 +544,43 @@ def _crossed_layers(helix, charge, config, block=32768):
   z_lo = np.maximum(rho * cot_max, config.cdc_z_backward_cm)
 
   n = len(charge)
+  two_pi = 2 * np.pi
+  radius = helix['radius']
+  dist = np.maximum(helix['centre_dist'], 1e-12)
+  psi_c = np.arctan2(helix['cy'], helix['cx'])
+  # Turning angle from the production point to the apex, the point of the
+  # circle farthest from the beam line; a track produced at its apex has
+  # 0 (rounding can give just below 2 pi).
+  turn_apex = np.mod(-charge * (psi_c - helix['psi0']), two_pi)
+  turn_apex = np.where(turn_apex > two_pi - 1e-9, 0.0, turn_apex)
+  offset = dist**2 + radius**2
+  inverse = 1.0 / (2 * dist * radius)
+  z_step = radius * helix['cot_theta']
+
   crossed = np.zeros((n, len(rho)), bool)
   path_t = np.zeros(n)
   for start in range(0, n, block):
     s = slice(start, start + block)
-    q = charge[s][:, None]
-    radius = helix['radius'][s][:, None]
-    dist = np.maximum(helix['centre_dist'][s][:, None], 1e-12)
-    psi_c = np.arctan2(helix['cy'][s], helix['cx'][s])[:, None]
-    psi0 = helix['psi0'][s][:, None]
+    apex = turn_apex[s, None]
 
-    # A point at angle psi on the circle lies at radius^2 = |c|^2 + R^2 +
-    # 2 |c| R cos(psi - psi_c); solve for each layer radius.
-    kappa = (rho**2 - dist**2 - radius**2) / (2 * dist * radius)
-    reached = np.abs(kappa) <= 1.0
+    # A point of the circle at angle alpha from the apex (seen from the
+    # centre) lies at radius^2 = |c|^2 + R^2 + 2 |c| R cos(alpha); the track
+    # reaches it alpha before the apex, or 2 pi - alpha before it on the
+    # inward leg of a track that first passes its perigee.
+    kappa = (rho**2 - offset[s, None]) * inverse[s, None]
     alpha = np.arccos(np.clip(kappa, -1.0, 1.0))
-    two_pi = 2 * np.pi
-    turn_a = np.mod(-q * (psi_c + alpha - psi0), two_pi)
-    turn_b = np.mod(-q * (psi_c - alpha - psi0), two_pi)
-    turn = np.minimum(turn_a, turn_b)
-    turn_apex = np.mod(-q * (psi_c - psi0), two_pi)
-    # A track produced exactly at its apex has turn_apex 0 (or 2 pi).
-    turn_apex = np.where(turn_apex > two_pi - 1e-9, 0.0, turn_apex)
-    arc = radius * turn
-    z = helix['z0'][s][:, None] + arc * helix['cot_theta'][s][:, None]
-    hit = reached & (turn <= turn_apex + 1e-9) & (z >= z_lo) & (z <= z_hi)
+    before_apex = two_pi - alpha
+    before_apex = np.where(before_apex <= apex, before_apex, alpha)
+    turn = apex - before_apex
+    z = helix['z0'][s, None] + z_step[s, None] * turn
+    hit = (
+      (np.abs(kappa) <= 1.0)
+      & (alpha <= apex + 1e-9)
+      & (z >= z_lo)
+      & (z <= z_hi)
+    )
     crossed[s] = hit
-    path_t[s] = np.max(np.where(hit, arc, 0.0), axis=1, initial=0.0)
+    path_t[s] = radius[s] * np.max(np.where(hit, turn, 0.0), axis=1, initial=0)
   return crossed, path_t
 
 
@@ -640,11 +663,14 @@ def _pid_log_likelihoods(species, p, theta, n_cdc, reaches_outer, rng, config):
     & (in_top | in_arich)
     & (rng.random(n) >= config.cherenkov_missing_fraction)
   )
-  sigma = np.where(
-    in_top,
-    config.top_inverse_beta_resolution,
-    config.arich_inverse_beta_resolution,
-  )[:, None]
+  sigma = np.hypot(
+    np.where(
+      in_top,
+      config.top_inverse_beta_resolution,
+      config.arich_inverse_beta_resolution,
+    )[:, None],
+    config.cherenkov_scattering_gev / p_col,
+  )
   tail = rng.random(n) < config.cherenkov_tail_fraction
   width = sigma * np.where(tail, config.cherenkov_tail_scale, 1.0)[:, None]
   inv_beta_hyp = np.sqrt(1 + (masses / p_col) ** 2)
@@ -703,7 +729,8 @@ def _pid_log_likelihoods(species, p, theta, n_cdc, reaches_outer, rng, config):
   log_ecl = np.concatenate(
     [log_electron, log_mip, log_hadron, log_hadron, log_hadron], axis=1
   )
-  log_l += np.where(reaches_outer[:, None], log_ecl, 0.0)
+  has_ecl = reaches_outer & (rng.random(n) >= config.ecl_missing_fraction)
+  log_l += np.where(has_ecl[:, None], log_ecl, 0.0)
 
   # KLM: a match with probability turn_on(p) * P_h, then a range residual.
   turn_on = (

@@ -33,7 +33,6 @@ import concurrent.futures
 import dataclasses
 import math
 import multiprocessing
-import os
 import pathlib
 import tempfile
 import time
@@ -286,51 +285,52 @@ def _read_decays(pythia, b_pdg, p_tag, mass):
   """Runs Pythia on each tag B; returns the flat decay record of the chunk.
 
   Only the id and mother of every particle are read, and the momentum and
-  production point of the final charged ones; everything else is numpy.
+  production point of the final charged ones; the rest is numpy. Particles
+  of the chunk are numbered consecutively (flat index), the tag B first in
+  each event; Pythia's system entry 0 is dropped.
+
+  Returns:
+    pdg [P], mother [P] (flat index, -1 above the tag B), first [events]
+    (flat index of each tag B), charged [n] (flat indices of final charged
+    particles), kinematics [n, 6] (px, py, pz GeV; production x, y, z mm in
+    Pythia's frame), b_decay [events, 3] (Pythia's tag B decay point, mm).
   """
   event = pythia.event
-  track_pdgs = set(TRACK_PDGS) | {-x for x in TRACK_PDGS}
-  pdg, mother, first = [], [], []
-  kinematics, charged, b_decay = [], [], []
-  for i in range(len(b_pdg)):
-    px, py, pz, e = p_tag[i]
+  track_pdgs = frozenset(TRACK_PDGS) | {-x for x in TRACK_PDGS}
+  pdg, mother, sizes, kinematics, b_decay = [], [], [], [], []
+  for i, (b_id, (px, py, pz, e)) in enumerate(
+    zip(b_pdg.tolist(), p_tag.tolist(), strict=True)
+  ):
     event.reset()
-    event.append(int(b_pdg[i]), 1, 0, 0, px, py, pz, e, mass)
+    event.append(b_id, 1, 0, 0, px, py, pz, e, mass)
     if not pythia.next():
       raise RuntimeError(f'Pythia 8 failed to decay tag B number {i}')
-    offset = len(pdg) - 1  # Pythia index j (j >= 1) -> flat index offset + j
-    first.append(offset + 1)
-    b = event[1]
+    particles = [event[j] for j in range(1, event.size())]
+    ids = [p.id() for p in particles]
+    pdg += ids
+    mother += [p.mother1() for p in particles]
+    sizes.append(len(ids))
+    b = particles[0]
     b_decay.append((b.xDec(), b.yDec(), b.zDec()))
-    for j in range(1, event.size()):
-      particle = event[j]
-      pid = particle.id()
-      pdg.append(pid)
-      mother.append(particle.mother1() + offset)
-      if pid in track_pdgs:
-        charged.append(offset + j)
-        kinematics.append(
-          (
-            particle.px(),
-            particle.py(),
-            particle.pz(),
-            particle.xProd(),
-            particle.yProd(),
-            particle.zProd(),
-          )
-        )
+    kinematics += [
+      (p.px(), p.py(), p.pz(), p.xProd(), p.yProd(), p.zProd())
+      for p, pid in zip(particles, ids, strict=True)
+      if pid in track_pdgs
+    ]
   pdg = np.asarray(pdg, np.int32)
-  mother = np.asarray(mother, np.int64)
-  first = np.asarray(first, np.int64)
-  # The tag B's mother (Pythia's system entry) is the Upsilon(4S): -1 here.
-  mother[first] = -1
-  kinematics = np.asarray(kinematics, np.float64).reshape(-1, 6)
+  first = shards.offsets_from_counts(np.asarray(sizes, np.int64))[:-1]
+  # Pythia index j >= 1 of an event is flat index first + j - 1; the tag B's
+  # mother (Pythia's system entry 0) is the Upsilon(4S): -1 here.
+  local_mother = np.asarray(mother, np.int64)
+  event_of = np.repeat(np.arange(len(sizes)), sizes)
+  mother = np.where(local_mother > 0, first[event_of] + local_mother - 1, -1)
+  charged = np.flatnonzero(np.isin(np.abs(pdg), TRACK_PDGS))
   return (
     pdg,
     mother,
     first,
-    np.asarray(charged, np.int64),
-    kinematics,
+    charged,
+    np.asarray(kinematics, np.float64).reshape(-1, 6),
     np.asarray(b_decay, np.float64).reshape(-1, 3),
   )
 
@@ -549,6 +549,7 @@ def generate_events(
   mode: str,
   config: GeneratorConfig = GeneratorConfig(),
   detector_config=None,
+  pythia=None,
 ) -> shards.Events:
   """Generates one chunk of events: B pairs, tag decays, detector response.
 
@@ -559,6 +560,9 @@ def generate_events(
     mode: One of shards.MODES.
     config: GeneratorConfig.
     detector_config: detector.DetectorConfig; its default if None.
+    pythia: A Pythia from make_pythia(..., config) to reuse (its random
+      stream is reset to this chunk's seed, so the result is the same as
+      with a new one); a new one is built if None.
 
   Returns:
     shards.Events with the reconstructed tracks of the rest of event (tag B
@@ -584,7 +588,10 @@ def generate_events(
   pairs = draw_b_pairs(
     np.random.default_rng(pair_seed), num_events, mode, config.constants
   )
-  pythia = make_pythia(pythia_seed(pythia_sequence), config)
+  if pythia is None:
+    pythia = make_pythia(pythia_seed(pythia_sequence), config)
+  else:
+    pythia.rndm.init(pythia_seed(pythia_sequence))
   tag = decay_tag_bs(
     pythia,
     pairs.decays.q_tag,
@@ -783,16 +790,31 @@ class ShardSummary:
 
 
 def generate_shard(
-  out_dir, plan: ShardPlan, seed: int, mode: str, config, detector_config
+  out_dir,
+  plan: ShardPlan,
+  seed: int,
+  mode: str,
+  config,
+  detector_config,
+  pythia=None,
 ) -> ShardSummary:
   """Generates and writes one shard; its random stream depends on (seed, s).
+
+  Args:
+    out_dir: Output folder.
+    plan: Which shard s of the sample.
+    seed: Seed of the sample; the shard uses SeedSequence(seed).spawn()[s].
+    mode: One of shards.MODES.
+    config: GeneratorConfig.
+    detector_config: detector.DetectorConfig.
+    pythia: Optional Pythia to reuse (see generate_events).
 
   Returns:
     ShardSummary of the written shard.
   """
   sequence = np.random.SeedSequence(seed, spawn_key=(plan.index,))
   events = generate_events(
-    plan.num_events, sequence, mode, config, detector_config
+    plan.num_events, sequence, mode, config, detector_config, pythia
   )
   events.attrs.update(
     seed=seed, shard_index=plan.index, num_shards=plan.num_shards
@@ -873,8 +895,17 @@ class GenerationSummary:
     return '\n'.join(lines)
 
 
+# The Pythia of a worker process, built once by _start_worker.
+_worker_pythia = None
+
+
+def _start_worker(config):
+  global _worker_pythia
+  _worker_pythia = make_pythia(1, config)
+
+
 def _generate_shard_task(args):
-  return generate_shard(*args)
+  return generate_shard(*args, pythia=_worker_pythia)
 
 
 def generate(
@@ -941,8 +972,9 @@ def generate(
   )
   with bar:
     if num_workers == 1 or len(tasks) == 1:
-      done = map(_generate_shard_task, tasks)
-      for summary in done:
+      pythia = make_pythia(1, config)
+      for task in tasks:
+        summary = generate_shard(*task, pythia=pythia)
         results.append(summary)
         bar.update(summary.num_events)
         if on_shard:
@@ -950,7 +982,10 @@ def generate(
     else:
       context = multiprocessing.get_context('spawn')
       with concurrent.futures.ProcessPoolExecutor(
-        min(num_workers, len(tasks), os.cpu_count() or 1), context
+        min(num_workers, len(tasks)),
+        context,
+        initializer=_start_worker,
+        initargs=(config,),
       ) as pool:
         futures = [pool.submit(_generate_shard_task, t) for t in tasks]
         for future in concurrent.futures.as_completed(futures):

@@ -160,13 +160,15 @@ class DetectorConfig:
       centred at 0 with width 1).
 
   Background:
-    background_rate: Mean number of beam background tracks per event
-      (Poisson). Tunable; 1.0 gives a background track in most events,
-      the level the Physics Book expects at design luminosity after
-      timing cuts.
+    background_rate: Mean number of beam background charged particles per
+      event (Poisson), drawn within the tracking acceptance and above the
+      pT threshold; about 60 % of them become tracks. Tunable; the default
+      1.0 is a round number of the order the Physics Book expects from
+      beam background after timing cuts, not a measured value.
     background_electron_fraction: Fraction of e+- (conversions, Touschek)
       among background tracks; the rest are pions.
-    background_pt_mean_gev: Mean pT of background tracks, GeV (exponential).
+    background_pt_mean_gev: Mean pT of background tracks above the tracking
+      threshold, GeV (exponential).
     background_vertex_r_sigma_cm, background_vertex_z_sigma_cm: Gaussian
       spread of background production points, cm (the beam pipe and the
       inner layers, and the whole length of the interaction region).
@@ -243,7 +245,7 @@ class DetectorConfig:
 
   background_rate: float = 1.0
   background_electron_fraction: float = 0.5
-  background_pt_mean_gev: float = 0.12
+  background_pt_mean_gev: float = 0.1
   background_vertex_r_sigma_cm: float = 1.0
   background_vertex_z_sigma_cm: float = 10.0
 
@@ -269,10 +271,10 @@ class DetectorConfig:
         f'cdc_num_layers={self.cdc_num_layers} must be in 1..127 and '
         f'svd_sides={self.svd_sides} in 1..2 (hit counts are int8)'
       )
-    if not 0 <= self.theta_min_deg < self.theta_max_deg <= 180:
+    if not 0 < self.theta_min_deg < self.theta_max_deg < 180:
       problems.append(
         f'acceptance {self.theta_min_deg}..{self.theta_max_deg} deg must '
-        'satisfy 0 <= theta_min < theta_max <= 180'
+        'satisfy 0 < theta_min < theta_max < 180'
       )
     fractions = {
       'pxd_hit_efficiency': self.pxd_hit_efficiency,
@@ -523,9 +525,10 @@ def _crossed_layers(helix, charge, config, block=32768):
   layer's z extent (the acceptance cone, cut by the CDC end plates).
 
   NOTE: hits of the returning arc of a curler are not counted (tracking
-  finds them as a separate track segment), and a track that leaves the z
-  extent of a layer is taken to miss it even if it re-enters, which only
-  happens for tracks produced far from the origin.
+  finds them as a separate track segment). Each layer is a cylinder whose
+  z extent is the acceptance cone from the origin, cut by the CDC end
+  plates; the real PXD and SVD ladders and the stepped CDC end plates are
+  not modelled.
 
   Args:
     helix: Output of `_helix`.
@@ -778,6 +781,11 @@ def reconstruct(
   flight of pions and kaons within the tracker and the track-fit p-value;
   particle identification likelihood ratios.
 
+  NOTE: the track direction is not smeared (the angular resolution, about
+  1 mrad at 1 GeV, is far below what the features resolve) and the charge
+  is always right (charge confusion matters only for curlers below the
+  tracking turn-on).
+
   Args:
     particles: Dict with 'pdg' shape [n] int (e, mu, pi, K, p and their
       antiparticles only), 'p' shape [n, 3] true lab momentum GeV,
@@ -899,8 +907,11 @@ def background_particles(
   """Draws beam background tracks for a chunk of events.
 
   A Poisson number with mean `background_rate` per event of low-momentum
-  electrons/positrons and pions of random charge, pT exponential, cos theta
-  uniform, production points spread widely around the interaction region.
+  electrons/positrons and pions of random charge: pT the tracking threshold
+  plus an exponential, cos theta uniform within the tracking acceptance,
+  production points spread widely around the interaction region. Only
+  particles that tracking could find are drawn; `reconstruct` then finds
+  about 60 % of them with the default settings (the pT turn-on).
 
   Args:
     num_events: Events in the chunk.
@@ -921,9 +932,15 @@ def background_particles(
   sign = np.where(rng.random(m) < 0.5, 1, -1)
   pdg = sign * np.where(is_electron, 11, 211)
 
-  pt = rng.exponential(config.background_pt_mean_gev, m)
+  pt = config.tracking_pt_threshold_gev + rng.exponential(
+    config.background_pt_mean_gev, m
+  )
   phi = rng.uniform(-np.pi, np.pi, m)
-  cos_theta = rng.uniform(-1.0, 1.0, m)
+  cos_theta = rng.uniform(
+    math.cos(math.radians(config.theta_max_deg)),
+    math.cos(math.radians(config.theta_min_deg)),
+    m,
+  )
   sin_theta = np.sqrt(1 - cos_theta**2)
   pz = pt * cos_theta / np.maximum(sin_theta, 1e-6)
   momentum = np.stack([pt * np.cos(phi), pt * np.sin(phi), pz], axis=1)

@@ -90,10 +90,6 @@ def unique_names(loaded: Sequence[taggers.Tagger]) -> list[str]:
   return result
 
 
-def _file_stem(name: str) -> str:
-  return re.sub(r'[^A-Za-z0-9_.-]+', '_', name).strip('_') or 'tagger'
-
-
 def _write_text(path: pathlib.Path, text: str) -> None:
   tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
   try:
@@ -149,6 +145,119 @@ def _bin_table(summary: dict[str, Any]) -> str:
   return '\n'.join(lines)
 
 
+def _file_stems(names: Sequence[str]) -> list[str]:
+  """Returns distinct file-name-safe stems for tagger names."""
+  stems = []
+  for name in names:
+    stem = re.sub(r'[^A-Za-z0-9_.-]+', '_', name).strip('_') or 'tagger'
+    base, k = stem, 1
+    while stem in stems:
+      k += 1
+      stem = f'{base}_{k}'
+    stems.append(stem)
+  return stems
+
+
+def _draw_figures(
+  out_dir: pathlib.Path,
+  evaluations: Sequence[Evaluation],
+  summaries: dict[str, dict[str, Any]],
+  calibration_bins: int,
+) -> dict[str, pathlib.Path]:
+  """Draws the comparison plots and each tagger's own; title -> PNG path."""
+  figures = {
+    'ROC curves': plots.roc_curves(
+      {e.name: (e.qr, e.q_true) for e in evaluations}, out_dir / 'roc.png'
+    ),
+    'Q per r bin': plots.q_per_bin(summaries, out_dir / 'q_per_bin.png'),
+    'Calibration': plots.calibration(
+      {
+        e.name: metrics.calibration_curve(e.qr, e.q_true, calibration_bins)
+        for e in evaluations
+      },
+      out_dir / 'calibration.png',
+    ),
+  }
+  stems = _file_stems([e.name for e in evaluations])
+  for e, stem in zip(evaluations, stems, strict=True):
+    if e.outputs is not None:
+      title = f'Overtraining check: {e.name}'
+      figures[title] = plots.overtraining(
+        *(e.outputs[k] for k in taggers.OUTPUT_KEYS),
+        out_dir / f'overtraining_{stem}.png',
+        title=title,
+      )
+    if e.history:
+      title = f'Training history: {e.name}'
+      figures[title] = plots.loss_curves(
+        e.history, out_dir / f'loss_{stem}.png', title=title
+      )
+  return figures
+
+
+def _overtraining_table(evaluations: Sequence[Evaluation]) -> str:
+  lines = [
+    '| tagger | D (B0) | p (B0) | D (anti-B0) | p (anti-B0) |',
+    '| --- | ---: | ---: | ---: | ---: |',
+  ]
+  for e in evaluations:
+    if e.outputs is None:
+      continue
+    ks = metrics.overtraining_ks(*(e.outputs[k] for k in taggers.OUTPUT_KEYS))
+    b0, anti_b0 = ks['B0'], ks['anti-B0']
+    lines.append(
+      f'| {e.name} | {b0.statistic:.4f} | {b0.pvalue:.3g} '
+      f'| {anti_b0.statistic:.4f} | {anti_b0.pvalue:.3g} |'
+    )
+  return '\n'.join(lines)
+
+
+def _markdown(
+  evaluations: Sequence[Evaluation],
+  summaries: dict[str, dict[str, Any]],
+  figures: dict[str, pathlib.Path],
+  sample: str,
+  notes: Sequence[str],
+) -> str:
+  """Returns the text of report.md."""
+  parts = ['# Flavor tagging evaluation', '']
+  if sample:
+    parts += [sample, '']
+  parts += [f'**Warning:** {note}\n' for note in notes]
+  kinds = {e.name: e.kind for e in evaluations}
+  parts += [
+    '## Summary',
+    '',
+    _summary_table(summaries, kinds),
+    '',
+    'Q = sum_i eps_i (1 - 2 w_i)^2 over r bins, with its statistical error '
+    '(multinomial counts of right and wrong tags per bin). The unbinned Q, '
+    'mean(qr^2), equals Q only for a calibrated output. qr = 0 counts as a '
+    'B0 tag. Q / Q(first) compares each tagger with the first on the same '
+    'events.',
+    '',
+  ]
+  for name, s in summaries.items():
+    parts += [f'## Per r bin: {name}', '', _bin_table(s), '']
+  if any(e.outputs is not None for e in evaluations):
+    parts += [
+      '## Overtraining check',
+      '',
+      'Kolmogorov-Smirnov distance D and p-value between the outputs on '
+      "each tagger's own train and test splits, per true flavor.",
+      '',
+      _overtraining_table(evaluations),
+      '',
+    ]
+  parts += ['## Plots', '']
+  for title, path in figures.items():
+    parts += [f'![{title}]({path.name})', '']
+  workdirs = [f'- {e.name}: `{e.workdir}`' for e in evaluations if e.workdir]
+  if workdirs:
+    parts += ['## Tagger workdirs', '', *workdirs]
+  return '\n'.join(parts) + '\n'
+
+
 def write(
   out_dir: str | os.PathLike,
   evaluations: Sequence[Evaluation],
@@ -188,92 +297,12 @@ def write(
   summaries = {
     e.name: metrics.summary(e.qr, e.q_true, bins) for e in evaluations
   }
-  kinds = {e.name: e.kind for e in evaluations}
-
-  # Plots comparing all taggers.
-  figures = {
-    'ROC curves': plots.roc_curves(
-      {e.name: (e.qr, e.q_true) for e in evaluations}, out_dir / 'roc.png'
-    ),
-    'Q per r bin': plots.q_per_bin(summaries, out_dir / 'q_per_bin.png'),
-    'Calibration': plots.calibration(
-      {
-        e.name: metrics.calibration_curve(e.qr, e.q_true, calibration_bins)
-        for e in evaluations
-      },
-      out_dir / 'calibration.png',
-    ),
-  }
-
-  # Per-tagger plots from what its workdir holds.
-  ks_rows = []
-  for e in evaluations:
-    stem = _file_stem(e.name)
-    if e.outputs is not None:
-      o = e.outputs
-      figures[f'Overtraining check: {e.name}'] = plots.overtraining(
-        o['train_qr'],
-        o['train_q'],
-        o['test_qr'],
-        o['test_q'],
-        out_dir / f'overtraining_{stem}.png',
-        title=f'Overtraining check: {e.name}',
-      )
-      ks = metrics.overtraining_ks(
-        o['train_qr'], o['train_q'], o['test_qr'], o['test_q']
-      )
-      ks_rows.append(
-        f'| {e.name} | {ks["B0"].statistic:.4f} | {ks["B0"].pvalue:.3g} '
-        f'| {ks["anti-B0"].statistic:.4f} | {ks["anti-B0"].pvalue:.3g} |'
-      )
-    if e.history:
-      figures[f'Training history: {e.name}'] = plots.loss_curves(
-        e.history,
-        out_dir / f'loss_{stem}.png',
-        title=f'Training history: {e.name}',
-      )
-
-  # The report.
-  parts = ['# Flavor tagging evaluation', '']
-  if sample:
-    parts += [sample, '']
-  parts += [f'**Warning:** {note}\n' for note in notes]
-  parts += [
-    '## Summary',
-    '',
-    _summary_table(summaries, kinds),
-    '',
-    'Q = sum_i eps_i (1 - 2 w_i)^2 over r bins, with its statistical error '
-    '(multinomial counts of right and wrong tags per bin). The unbinned Q, '
-    'mean(qr^2), equals Q only for a calibrated output. qr = 0 counts as a '
-    'B0 tag. Q / Q(first) compares each tagger with the first on the same '
-    'events.',
-    '',
-  ]
-  for name, s in summaries.items():
-    parts += [f'## Per r bin: {name}', '', _bin_table(s), '']
-  if ks_rows:
-    parts += [
-      '## Overtraining check',
-      '',
-      'Kolmogorov-Smirnov distance D and p-value between the outputs on '
-      "each tagger's own train and test splits, per true flavor.",
-      '',
-      '| tagger | D (B0) | p (B0) | D (anti-B0) | p (anti-B0) |',
-      '| --- | ---: | ---: | ---: | ---: |',
-      *ks_rows,
-      '',
-    ]
-  parts += ['## Plots', '']
-  for title, path in figures.items():
-    parts += [f'![{title}]({path.name})', '']
-  workdirs = [f'- {e.name}: `{e.workdir}`' for e in evaluations if e.workdir]
-  if workdirs:
-    parts += ['## Tagger workdirs', '', *workdirs]
+  figures = _draw_figures(out_dir, evaluations, summaries, calibration_bins)
+  text = _markdown(evaluations, summaries, figures, sample, notes)
 
   _write_text(
     out_dir / METRICS_FILE,
     json.dumps(summaries, indent=2, allow_nan=False) + '\n',
   )
-  _write_text(out_dir / REPORT_FILE, '\n'.join(parts) + '\n')
+  _write_text(out_dir / REPORT_FILE, text)
   return summaries

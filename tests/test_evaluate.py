@@ -191,6 +191,27 @@ def test_report_of_hand_made_outputs(tmp_path):
   }
 
 
+def test_report_keeps_plots_of_similar_names_apart(tmp_path):
+  # 'dnn a' and 'dnn/a' both become the file stem dnn_a.
+  outputs = {
+    'train_qr': TABLE_QR,
+    'train_q': TABLE_Q,
+    'test_qr': TABLE_QR,
+    'test_q': TABLE_Q,
+  }
+  report.write(
+    tmp_path,
+    [
+      report.Evaluation('dnn a', 'dnn', TABLE_QR, TABLE_Q, outputs=outputs),
+      report.Evaluation('dnn/a', 'dnn', TABLE_QR, TABLE_Q, outputs=outputs),
+    ],
+  )
+  assert {p.name for p in tmp_path.glob('overtraining_*.png')} == {
+    'overtraining_dnn_a.png',
+    'overtraining_dnn_a_2.png',
+  }
+
+
 def test_report_rejects_different_samples(tmp_path):
   evaluations = [
     report.Evaluation('a', 'dnn', TABLE_QR, TABLE_Q),

@@ -31,6 +31,7 @@ neglected since impact parameters are measured from it.
 from collections.abc import Callable
 import concurrent.futures
 import dataclasses
+import importlib.metadata
 import math
 import multiprocessing
 import pathlib
@@ -518,6 +519,62 @@ def decay_tag_bs(pythia, q_tag, p_tag, tag_vertex, mass=physics.PHYSICS.m_b0):
   )
 
 
+def _rest_of_event(tag, tag_response, background_response, num_events):
+  """Joins the found tag-side and background tracks, grouped by event.
+
+  Args:
+    tag: TagDecays of the chunk.
+    tag_response: (reco, found) of detector.reconstruct for the tag side.
+    background_response: (particles, event_index, reco, found) of the
+      background tracks.
+    num_events: Events in the chunk.
+
+  Returns:
+    (tracks, n_tracks): every shards.TRACK_COLUMNS column, shape [tracks,
+    ...], tag products before background within an event; n_tracks shape
+    [num_events].
+  """
+  tag_reco, tag_found = tag_response
+  background, background_event, background_reco, background_found = (
+    background_response
+  )
+  num_background = len(background_event)
+  truth = {
+    'mc_pdg': np.concatenate([tag.pdg, background['pdg']]),
+    'mc_mother_pdg': np.concatenate(
+      [tag.mother_pdg, np.zeros(num_background, np.int32)]
+    ),
+    'mc_grandmother_pdg': np.concatenate(
+      [tag.grandmother_pdg, np.zeros(num_background, np.int32)]
+    ),
+    'mc_is_background': np.concatenate(
+      [np.zeros(len(tag.pdg), bool), np.ones(num_background, bool)]
+    ),
+    'mc_category': np.concatenate(
+      [tag.category, np.zeros(num_background, np.int8)]
+    ),
+    'mc_p': np.concatenate([tag.p, background['p']]),
+    'mc_production_vertex': np.concatenate(
+      [tag.production_vertex, background['production_vertex']]
+    ),
+  }
+  reco = {
+    k: np.concatenate([tag_reco[k], background_reco[k]]) for k in tag_reco
+  }
+  event_index = np.concatenate([tag.event_index, background_event])
+  found = np.concatenate([tag_found, background_found])
+
+  # Keep found tracks, grouped by event (tag products before background).
+  keep = np.flatnonzero(found)
+  keep = keep[np.argsort(event_index[keep], kind='stable')]
+  tracks = {}
+  for name, (dtype, _, _) in shards.TRACK_COLUMNS.items():
+    column = reco[name] if name in reco else truth[name]
+    tracks[name] = np.asarray(column, dtype)[keep]
+  n_tracks = np.bincount(event_index[keep], minlength=num_events)
+  return tracks, n_tracks
+
+
 def _seed_sequence(seed) -> np.random.SeedSequence:
   if isinstance(seed, np.random.SeedSequence):
     return seed
@@ -529,15 +586,15 @@ def _seed_sequence(seed) -> np.random.SeedSequence:
 
 
 def _config_attrs(config) -> dict:
-  return json_ready(dataclasses.asdict(config))
+  return _json_ready(dataclasses.asdict(config))
 
 
-def json_ready(value):
-  """Turns nested dataclass dicts, tuples and numpy scalars into JSON types."""
+def _json_ready(value):
+  """Turns nested dicts, tuples and numpy scalars into JSON types."""
   if isinstance(value, dict):
-    return {str(k): json_ready(v) for k, v in value.items()}
+    return {str(k): _json_ready(v) for k, v in value.items()}
   if isinstance(value, list | tuple):
-    return [json_ready(v) for v in value]
+    return [_json_ready(v) for v in value]
   if isinstance(value, np.generic):
     return value.item()
   return value
@@ -617,40 +674,12 @@ def generate_events(
     background, detector_rng, detector_config
   )
 
-  num_background = len(background_event)
-  truth = {
-    'mc_pdg': np.concatenate([tag.pdg, background['pdg']]),
-    'mc_mother_pdg': np.concatenate(
-      [tag.mother_pdg, np.zeros(num_background, np.int32)]
-    ),
-    'mc_grandmother_pdg': np.concatenate(
-      [tag.grandmother_pdg, np.zeros(num_background, np.int32)]
-    ),
-    'mc_is_background': np.concatenate(
-      [np.zeros(len(tag.pdg), bool), np.ones(num_background, bool)]
-    ),
-    'mc_category': np.concatenate(
-      [tag.category, np.zeros(num_background, np.int8)]
-    ),
-    'mc_p': np.concatenate([tag.p, background['p']]),
-    'mc_production_vertex': np.concatenate(
-      [tag.production_vertex, background['production_vertex']]
-    ),
-  }
-  reco = {
-    k: np.concatenate([tag_reco[k], background_reco[k]]) for k in tag_reco
-  }
-  event_index = np.concatenate([tag.event_index, background_event])
-  found = np.concatenate([tag_found, background_found])
-
-  # Keep found tracks, grouped by event (tag products before background).
-  keep = np.flatnonzero(found)
-  keep = keep[np.argsort(event_index[keep], kind='stable')]
-  tracks = {}
-  for name, (dtype, _, _) in shards.TRACK_COLUMNS.items():
-    column = reco[name] if name in reco else truth[name]
-    tracks[name] = np.asarray(column, dtype)[keep]
-  n_tracks = np.bincount(event_index[keep], minlength=num_events)
+  tracks, n_tracks = _rest_of_event(
+    tag,
+    (tag_reco, tag_found),
+    (background, background_event, background_reco, background_found),
+    num_events,
+  )
 
   decays = pairs.decays
   events = {
@@ -671,7 +700,7 @@ def generate_events(
   attrs = {
     'mode': mode,
     'generator': 'flavortag_jax.generator with Pythia 8 (pythia8mc)',
-    'pythia_version': getattr(pythia8mc, '__version__', 'unknown'),
+    'pythia_version': importlib.metadata.version('pythia8mc'),
     'generator_config': _config_attrs(config),
     'detector_config': _config_attrs(detector_config),
     'tag_decay_counts': tag.counts,
@@ -748,6 +777,29 @@ def plan_shards(
   ]
 
 
+def check_existing_shards(out_dir, plans: list[ShardPlan]) -> None:
+  """Refuses an output folder that holds shards of a differently split sample.
+
+  Shards of the same split (other jobs of a job array, or an earlier run
+  being redone) may be there; any other `*.h5` file would be read together
+  with the new shards and mix two samples.
+
+  Raises:
+    ValueError: The folder holds other `*.h5` files.
+  """
+  total = plans[0].num_shards
+  expected = {ShardPlan(s, total, 0).file_name for s in range(total)}
+  foreign = sorted(
+    p.name for p in pathlib.Path(out_dir).glob('*.h5') if p.name not in expected
+  )
+  if foreign:
+    raise ValueError(
+      f'{out_dir} already holds shards of another sample ({foreign[:3]}...); '
+      f'this sample is split into {total} shards. Use an empty --out_dir or '
+      'remove the old shards'
+    )
+
+
 def check_writable(out_dir) -> pathlib.Path:
   """Creates `out_dir` if needed and checks that files can be written there.
 
@@ -778,6 +830,7 @@ class ShardSummary:
     category_counts: Tracks per shards.TRACK_CATEGORIES entry, background
       excluded, length len(TRACK_CATEGORIES).
     num_background: Background tracks.
+    num_empty_events: Events without any reconstructed track.
     tag_decay_counts: Truth-level yields of the tag decays.
   """
 
@@ -786,6 +839,7 @@ class ShardSummary:
   num_tracks: int
   category_counts: tuple[int, ...]
   num_background: int
+  num_empty_events: int
   tag_decay_counts: dict[str, int]
 
 
@@ -831,6 +885,7 @@ def generate_shard(
     num_tracks=events.num_tracks,
     category_counts=tuple(int(c) for c in categories),
     num_background=int(background.sum()),
+    num_empty_events=int(np.sum(events.events['n_tracks'] == 0)),
     tag_decay_counts=dict(events.attrs['tag_decay_counts']),
   )
 
@@ -869,7 +924,8 @@ class GenerationSummary:
       f'{self.seconds:.1f} s, {n / self.seconds:.0f} events/s with '
       f'{self.num_workers} worker(s)',
       f'reconstructed tracks per event: {self.num_tracks / n:.2f} '
-      f'(background {sum(s.num_background for s in self.shards) / n:.2f})',
+      f'(background {sum(s.num_background for s in self.shards) / n:.2f}); '
+      f'events without tracks: {sum(s.num_empty_events for s in self.shards)}',
       'track categories (fraction of tag-side tracks):',
     ]
     category = np.sum([s.category_counts for s in self.shards], axis=0)
@@ -955,6 +1011,7 @@ def generate(
     raise ValueError(f'num_workers must be at least 1, got {num_workers}')
   plans = plan_shards(num_events, events_per_shard, shard_index, num_shards)
   out_dir = check_writable(out_dir)
+  check_existing_shards(out_dir, plans)
   if detector_config is None:
     detector_config = detector.DetectorConfig()
   tasks = [
@@ -962,6 +1019,8 @@ def generate(
     for plan in plans
   ]
 
+  sequential = num_workers == 1 or len(tasks) == 1
+  workers = 1 if sequential else min(num_workers, len(tasks))
   start = time.perf_counter()
   results = []
   bar = tqdm.tqdm(
@@ -971,7 +1030,7 @@ def generate(
     smoothing=0.1,
   )
   with bar:
-    if num_workers == 1 or len(tasks) == 1:
+    if sequential:
       pythia = make_pythia(1, config)
       for task in tasks:
         summary = generate_shard(*task, pythia=pythia)
@@ -982,7 +1041,7 @@ def generate(
     else:
       context = multiprocessing.get_context('spawn')
       with concurrent.futures.ProcessPoolExecutor(
-        min(num_workers, len(tasks)),
+        workers,
         context,
         initializer=_start_worker,
         initargs=(config,),
@@ -995,6 +1054,4 @@ def generate(
           if on_shard:
             on_shard(summary)
   results.sort(key=lambda s: s.path)
-  return GenerationSummary(
-    tuple(results), time.perf_counter() - start, num_workers
-  )
+  return GenerationSummary(tuple(results), time.perf_counter() - start, workers)

@@ -152,3 +152,13 @@ def test_cli_bad_input_gives_a_clear_error(tmp_path, flags, message):
   assert message in result.stderr
   assert 'Traceback' not in result.stderr
   assert not (tmp_path / 'out').exists()
+
+
+def test_refuses_to_mix_two_differently_split_samples(tmp_path):
+  generator.generate(tmp_path, 200, 0, 'nunu', events_per_shard=100)
+  # Redoing the same split is fine (the shards are replaced whole)...
+  generator.generate(tmp_path, 200, 0, 'nunu', events_per_shard=100)
+  # ...but a sample split into 4 shards would mix with the 2 already there.
+  with pytest.raises(ValueError, match='already holds shards of another'):
+    generator.generate(tmp_path, 200, 0, 'nunu', events_per_shard=50)
+  assert len(list(tmp_path.iterdir())) == 2

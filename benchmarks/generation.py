@@ -21,7 +21,7 @@ import time
 from absl import app, flags
 import numpy as np
 
-from flavortag_jax import detector, generator, physics, shards
+from flavortag_jax import detector, generator, physics, shards, tag_decays
 
 _NUM_EVENTS = flags.DEFINE_integer('num_events', 10_000, 'Events per run.')
 _REPEATS = flags.DEFINE_integer('repeats', 3, 'Runs; the fastest counts.')
@@ -58,13 +58,13 @@ def main(argv):
   pairs = generator.draw_b_pairs(np.random.default_rng(pair_seed), n, 'nunu')
 
   init = _best(
-    [_timed(lambda: generator.make_pythia(1)) for _ in range(_REPEATS.value)]
+    [_timed(lambda: tag_decays.make_pythia(1)) for _ in range(_REPEATS.value)]
   )
   bare, chain, stages = [], [], []
   with tempfile.TemporaryDirectory() as tmp:
     path = pathlib.Path(tmp) / 'shard.h5'
     for repeat in range(_REPEATS.value):
-      pythia = generator.make_pythia(repeat + 1)
+      pythia = tag_decays.make_pythia(repeat + 1)
       bare.append(_timed(lambda p=pythia: _bare_pythia(p, pairs)))
       chain.append(
         _timed(
@@ -74,9 +74,9 @@ def main(argv):
         )
       )
       # Stage by stage: Pythia with record reading and truth, detector.
-      pythia = generator.make_pythia(repeat + 1)
+      pythia = tag_decays.make_pythia(repeat + 1)
       decay = _timed(
-        lambda p=pythia: generator.decay_tag_bs(
+        lambda p=pythia: tag_decays.decay_tag_bs(
           p, pairs.decays.q_tag, pairs.p_tag, pairs.tag_vertex
         )
       )

@@ -7,10 +7,19 @@ inside a bin, scaled from [0, num_bins] onto [-1, 1]; padding maps to 0.
 
 Repeated values (a PID likelihood ratio of exactly 0 or 1, hit counts) make
 runs of equal edges. A value equal to a run of edges j..k maps to the middle
-of the run, (j + k) / 2: all ties share one output, the mean output of the
-training data stays near 0, and the map stays monotonic (non-decreasing, and
-strictly increasing between distinct edges). Values below the first edge or
-above the last map to -1 and +1.
+of the run, (j + k) / 2: all ties share one output, which is their mid-rank
+(the middle of the quantile range the value fills) to within half a bin, so
+the mean output over the training data stays near 0; and the map stays
+monotonic (non-decreasing, and strictly increasing between distinct edges).
+Taking the first or last edge of a run instead would push every tied value
+to one end of its range (PID = 0 in 30 % of tracks would all map to -1).
+Values below the first edge or above the last map to -1 and +1. Edges are
+data values (inverted CDF, no interpolation), so ties give exactly equal
+edges.
+
+The normalizer does not check its inputs for NaN inside the compiled map;
+the raw features are checked where they enter (features.pad_tracks and
+QuantileNormalizer.fit).
 """
 
 import dataclasses

@@ -262,8 +262,21 @@ def test_momentum_frame_cms_changes_ranking():
 
 def test_chunks_and_vmap_agree(hand_events, monkeypatch):
   whole, whole_present = features.event_features(hand_events)
+  # Chunks of 3 events (the last one padded): one compilation.
+  traces = []
+
+  def counted(tracks, mask, momentum_frame):
+    traces.append(tracks.shape)
+    return features.build_features(tracks, mask, momentum_frame)
+
   monkeypatch.setattr(features, 'EVENT_CHUNK', 3)
+  monkeypatch.setattr(
+    features,
+    'build_features_jit',
+    jax.jit(counted, static_argnames='momentum_frame'),
+  )
   chunked, chunked_present = features.event_features(hand_events)
+  assert len(traces) == 1
   np.testing.assert_array_equal(chunked, whole)
   np.testing.assert_array_equal(chunked_present, whole_present)
 

@@ -283,3 +283,28 @@ def test_batches_sharded_over_a_data_mesh():
   )
   assert result.returncode == 0, result.stderr
   assert 'sharded ok' in result.stdout
+
+
+def test_load_splits_on_generated_events(generated_dir, generated_events):
+  splits = pipeline.load_splits(generated_dir)
+  # 4000 events: cuts at round(0.92 * 4000) = 3680 and round(0.96 * 4000)
+  # = 3840: 3680 / 160 / 160.
+  assert [d.num_events for d in splits[:3]] == [3680, 160, 160]
+  joined = np.concatenate([d.event_index for d in splits[:3]])
+  np.testing.assert_array_equal(np.sort(joined), np.arange(4000))
+
+  train = splits.train
+  values, present = features.event_features(
+    generated_events.take(train.event_index)
+  )
+  x = np.asarray(train.features)
+  assert np.all(x[~present] == 0.0) and np.abs(x).max() <= 1.0
+  # Ties map to the middle of their quantile range, so every column of the
+  # training data averages close to 0 over its present entries.
+  counts = present.sum(axis=0)
+  means = (x * present).sum(axis=0) / counts
+  assert np.all(np.abs(means) < 0.01), means[np.abs(means) >= 0.01]
+  np.testing.assert_array_equal(
+    np.asarray(train.labels),
+    generated_events.events['q_tag'][train.event_index] == 1,
+  )

@@ -58,6 +58,10 @@ def test_content_does_not_depend_on_workers_or_jobs(tmp_path):
   t_tag = reference.events['t_tag'].reshape(3, 200)
   assert len(np.unique(t_tag)) == 600
   assert reference.attrs['seed'] == 9
+  # Shard s is the chunk of the s-th child of SeedSequence(seed).
+  child = np.random.SeedSequence(9).spawn(3)[1]
+  chunk = generator.generate_events(200, child, 'flavor_specific')
+  _assert_same_events(chunk, reference.take(np.arange(200, 400)))
 
 
 def test_rejects_unknown_mode_and_bad_counts_without_writing(tmp_path):

@@ -601,13 +601,17 @@ class GenerationSummary:
       lines.append(f'  {name:<17s} {count / max(category.sum(), 1):.3f}')
     lines.append('tag B decays per B (generated, reference):')
     rows = [
-      ('D*+- yield', 'd_star_plus', tag_decays.PDG_CHARM_YIELDS['d_star_plus']),
-      ('D0 yield', 'd0', tag_decays.PDG_CHARM_YIELDS['d0']),
-      ('D+- yield', 'd_plus', tag_decays.PDG_CHARM_YIELDS['d_plus']),
-      ('K+- yield', 'charged_kaons', tag_decays.PDG_KAON_YIELD),
-      ('B -> X e nu', 'primary_e', tag_decays.PDG_SEMILEPTONIC_FRACTION),
-      ('B -> X mu nu', 'primary_mu', tag_decays.PDG_SEMILEPTONIC_FRACTION),
-      ('charged / B', 'charged', tag_decays.PDG_CHARGED_MULTIPLICITY),
+      (
+        'D*+- yield',
+        'd_star_plus',
+        tag_decays.MEASURED_CHARM_YIELDS['d_star_plus'],
+      ),
+      ('D0 yield', 'd0', tag_decays.MEASURED_CHARM_YIELDS['d0']),
+      ('D+- yield', 'd_plus', tag_decays.MEASURED_CHARM_YIELDS['d_plus']),
+      ('K+- yield', 'charged_kaons', tag_decays.MEASURED_KAON_YIELD),
+      ('B -> X e nu', 'primary_e', tag_decays.MEASURED_SEMILEPTONIC_FRACTION),
+      ('B -> X mu nu', 'primary_mu', tag_decays.MEASURED_SEMILEPTONIC_FRACTION),
+      ('charged / B', 'charged', tag_decays.MEASURED_CHARGED_MULTIPLICITY),
     ]
     for label, key, reference in rows:
       value = self.tag_decay_count(key) / decays

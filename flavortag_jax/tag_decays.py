@@ -34,17 +34,14 @@ NEUTRAL_KAON_PDGS = (130, 310, 311)
 # particles and antiparticles: CLEO, L. Gibbons et al., Phys. Rev. D 56, 3783
 # (1997): B -> D0/anti-D0 X 0.636, D+- X 0.235, D*+- X 0.239. B0 alone makes
 # more D+- and fewer D0 than the mixture, so these are guides, not targets.
-PDG_CHARM_YIELDS = {'d_star_plus': 0.239, 'd0': 0.636, 'd_plus': 0.235}
+MEASURED_CHARM_YIELDS = {'d_star_plus': 0.239, 'd0': 0.636, 'd_plus': 0.235}
 # B -> K+- X 0.789 +- 0.025 (PDG 2024 listings, B+/B0 admixture);
 # B0 -> l+ nu X 0.1033 +- 0.0028 per lepton flavor (PDG 2024 listings);
 # mean charged multiplicity of a B decay 5.36 +- 0.01 +0.11 -0.08 (CLEO,
 # "Charged track multiplicity in B meson decay", hep-ex/9907057).
-PDG_KAON_YIELD = 0.789
-PDG_SEMILEPTONIC_FRACTION = 0.1033
-PDG_CHARGED_MULTIPLICITY = 5.36
-
-# Pythia accepts Random:seed in 1..900000000.
-_PYTHIA_SEED_RANGE = 900_000_000
+MEASURED_KAON_YIELD = 0.789
+MEASURED_SEMILEPTONIC_FRACTION = 0.1033
+MEASURED_CHARGED_MULTIPLICITY = 5.36
 
 # Particles with c tau0 below this decay in Pythia, mm. At 1000 mm K_S
 # (26.8 mm), Lambda (78.9 mm) and the Sigma, Xi and Omega hyperons (24-49 mm)

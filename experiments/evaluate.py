@@ -33,7 +33,7 @@ flags.mark_flags_as_required(['workdir', 'data_dir', 'out_dir'])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  bins = [float(edge) for edge in _R_BINS.value]
+  bins = metrics.check_r_bins([float(edge) for edge in _R_BINS.value])
 
   events = shards.read_data_dir(_DATA_DIR.value)
   logging.info(

@@ -145,7 +145,12 @@ def _check_q_true(q_true: Any, size: int) -> np.ndarray:
   return q_true.astype(np.int64)
 
 
-def _check_bins(bins: Any) -> np.ndarray:
+def check_r_bins(bins: Any) -> np.ndarray:
+  """Returns r bin edges as an array, shape [num_bins + 1], if valid.
+
+  Raises:
+    ValueError: The edges do not increase strictly from 0.0 to 1.0.
+  """
   edges = np.asarray(bins, np.float64)
   if (
     edges.ndim != 1
@@ -256,7 +261,7 @@ def binned_q(qr: Any, q_true: Any, bins: Any = BELLE_R_BINS) -> QResult:
   """
   qr = _check_qr(qr)
   q_true = _check_q_true(q_true, qr.size)
-  edges = _check_bins(bins)
+  edges = check_r_bins(bins)
   num_bins = edges.size - 1
   n = qr.size
 

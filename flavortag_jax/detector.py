@@ -479,9 +479,10 @@ def _helix(p, vertex, charge, config):
   centre_dist = np.hypot(cx, cy)
 
   # Signed distance of closest approach, computed without cancellation:
-  # |c|^2 - R^2 = |x0|^2 + 2 q R (x0 uy - y0 ux). Belle II sign: positive
-  # when the angular momentum about the z axis at the perigee is positive,
-  # which is q (|c| - R).
+  # |c|^2 - R^2 = |x0|^2 + 2 q R (x0 uy - y0 ux). Sign as the Belle II
+  # helix parameter d0 (basf2 tracking documentation): that of the z
+  # component of the angular momentum about the origin at the perigee,
+  # which works out to q (|c| - R).
   lever = x0 * uy - y0 * ux
   dr = (
     charge
@@ -769,6 +770,8 @@ def reconstruct(
   particles: dict[str, np.ndarray],
   rng: np.random.Generator,
   config: DetectorConfig = DetectorConfig(),
+  *,
+  block_size: int = 65536,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
   """Turns true charged particles into reconstructed tracks.
 
@@ -791,8 +794,11 @@ def reconstruct(
       antiparticles only), 'p' shape [n, 3] true lab momentum GeV,
       'production_vertex' shape [n, 3] true production point in the lab,
       cm.
-    rng: numpy Generator; the same state gives the same tracks.
+    rng: numpy Generator; the same state (and block size) gives the same
+      tracks.
     config: Detector settings.
+    block_size: Particles handled at once; blocks that fit the processor
+      cache make large chunks faster.
 
   Returns:
     reco: Dict of the reconstructed columns of shards.TRACK_COLUMNS, each
@@ -805,6 +811,25 @@ def reconstruct(
       inconsistent shapes.
   """
   pdg, p, vertex, species = _check_particles(particles)
+  if block_size < 1:
+    raise ValueError(f'block_size must be >= 1, got {block_size}')
+  blocks = [
+    _reconstruct_block(pdg[s], p[s], vertex[s], species[s], rng, config)
+    for s in (
+      slice(start, start + block_size)
+      for start in range(0, max(len(pdg), 1), block_size)
+    )
+  ]
+  reco = {
+    name: np.concatenate([block[0][name] for block in blocks])
+    for name in RECO_COLUMNS
+  }
+  found = np.concatenate([block[1] for block in blocks])
+  return reco, found
+
+
+def _reconstruct_block(pdg, p, vertex, species, rng, config):
+  """`reconstruct` for one block of validated particles, shape [n]."""
   n = len(pdg)
   charge = np.sign(pdg) * SPECIES_CHARGE[species]
 

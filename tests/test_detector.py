@@ -143,6 +143,7 @@ def test_hits_of_a_stiff_track_from_beyond_the_pxd():
     ),
     np.random.default_rng(0),
     cfg,
+    block_size=2,
   )
   np.testing.assert_array_equal(reco['nPXDHits'], [0, 0, 2])
   np.testing.assert_array_equal(reco['nSVDHits'], [8, 8, 8])
@@ -151,13 +152,17 @@ def test_hits_of_a_stiff_track_from_beyond_the_pxd():
 
 def test_a_track_produced_moving_inward_crosses_inner_layers():
   # Produced at (10, 0, 0) cm moving along -x with pT = 5 GeV (R = 11.1 m,
-  # nearly straight): it passes within 0.05 cm of the beam line, crossing
-  # both PXD layers and the SVD layers at 3.9 and 8.0 cm on the way in;
-  # on the way out it crosses all 4 SVD layers and the 56 CDC layers.
-  # Each layer counts once: 2, 4 * 2 = 8, 56.
+  # nearly straight) and pz = 2.25 GeV (cot theta = 0.45): it passes
+  # within 0.05 cm of the beam line, crossing both PXD layers and the SVD
+  # layers at 3.9 and 8.0 cm on the way in; on the way out it crosses all
+  # 4 SVD layers and the 56 CDC layers. Each layer counts once: 2, 4 * 2 =
+  # 8, 56. The inner PXD layer is met on the way in, after 10 - 1.4 =
+  # 8.6 cm, at z = 0.45 * 8.6 = 3.87 cm, inside its extent z < 1.4 cm *
+  # cot(17 deg) = 4.58 cm (on the way out, after 11.4 cm, z would be
+  # 5.13 cm, outside).
   cfg = config(**PERFECT_HITS)
   reco, _ = detector.reconstruct(
-    particles(PION, [[-5.0, 0.0, 0.0]], (10.0, 0.0, 0.0)),
+    particles(PION, [[-5.0, 0.0, 2.25]], (10.0, 0.0, 0.0)),
     np.random.default_rng(0),
     cfg,
   )

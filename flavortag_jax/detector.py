@@ -49,7 +49,7 @@ CURVATURE = 0.00299792458
 class DetectorConfig:
   """Every number of the detector response, with unit and source.
 
-  Geometry and tracking (TDR chapters PXD, SVD, CDC; Physics Book sec. 3):
+  Geometry and tracking (TDR chapters on PXD, SVD and CDC; Physics Book):
     b_field_tesla: Solenoid field, T (TDR: 1.5 T).
     pxd_radii_cm: PXD layer radii, cm (TDR: 1.4 and 2.2 cm).
     svd_radii_cm: SVD layer radii, cm (TDR: 3.9, 8.0, 10.4, 13.5 cm).
@@ -66,15 +66,15 @@ class DetectorConfig:
       radius the end plates follow the acceptance cone.
     pxd_hit_efficiency, svd_hit_efficiency, cdc_hit_efficiency: Probability
       that a crossed layer (an SVD strip side) gives a hit attached to the
-      track (TDR quotes above 99 % for PXD and SVD sensors and about 98 %
-      per CDC cell; we take slightly lower values for hits lost in
-      pattern recognition).
+      track (approximate: the silicon sensors are designed for above 99 %
+      and CDC cells for about 98 %; the values here are a little lower
+      for hits that pattern recognition leaves off the track).
     theta_min_deg, theta_max_deg: Polar acceptance of tracking in the lab,
       degrees (TDR: 17 to 150 degrees).
     min_hits: Fewest hits (PXD + SVD + CDC) for a reconstructed track; a
       helix has five parameters and the fit needs redundancy.
     tracking_efficiency_plateau: Efficiency of track finding for stiff
-      tracks (Physics Book sec. 6: about 0.9 above 250 MeV for the tracks of
+      tracks (Physics Book: about 0.9 above 250 MeV for the tracks of
       a B decay, with the slow pion of D* the hard case).
     tracking_pt_threshold_gev: pT below which no track is found, GeV
       (Physics Book: the turn-on starts near 50 MeV).
@@ -82,7 +82,7 @@ class DetectorConfig:
       plateau * (1 - exp(-(pT - threshold) / scale)), which reaches 98 % of
       the plateau 200 MeV above threshold.
 
-  Resolutions (TDR tracking performance; Physics Book sec. 6):
+  Resolutions (TDR tracking performance studies; Physics Book):
     pt_resolution_curvature: Term a of sigma(pT)/pT = a pT (+) b / beta,
       per GeV (0.0011).
     pt_resolution_scattering: Term b, multiple scattering (0.0025).
@@ -102,8 +102,9 @@ class DetectorConfig:
     bad_fit_pvalue_power: Badly fitted tracks get pValue = u^power with u
       uniform, so P(pValue < 0.01) = 0.01^(1 / power) (0.63 for 10).
 
-  Particle identification (TDR chapters CDC, TOP, ARICH, ECL, KLM; Physics
-  Book sec. 5):
+  Particle identification (TDR chapters on CDC, TOP, ARICH, ECL and KLM;
+  Physics Book). The likelihood model is described in
+  `_pid_log_likelihoods`:
     dedx_resolution: Relative dE/dx resolution of a track with all 56 CDC
       layers (TDR: about 7 to 8 % with truncated mean), scaled by
       sqrt(56 / n) for n CDC hits.
@@ -130,8 +131,9 @@ class DetectorConfig:
     cherenkov_scattering_gev: Multiple scattering in the material in front
       of TOP and ARICH blurs the track direction and with it the Cherenkov
       measurement: sigma(1 / beta) = resolution (+) this / (p / GeV). With
-      6.4e-3 GeV mu/pi separation stays near 1 sigma below 0.6 GeV while
-      K/pi separation exceeds 15 sigma at 1 GeV.
+      6.4e-3 GeV the mu/pi separation is 1 to 2 sigma between 0.3 and
+      0.6 GeV, while the K/pi separation is 16 sigma at 1 GeV (a value
+      chosen for this model, not a TDR number).
     cherenkov_tail_fraction, cherenkov_tail_scale: Fraction of tracks with
       a degraded Cherenkov measurement (background photons, edges of quartz
       bars) and the factor on its width.
@@ -145,8 +147,9 @@ class DetectorConfig:
     ecl_mip_energy_gev, ecl_mip_width_gev: ECL deposit of a minimum
       ionizing track, GeV (30 cm CsI at 5.6 MeV/cm: about 0.17 GeV).
     hadron_shower_fraction, hadron_shower_eop_mean, hadron_shower_eop_width:
-      Fraction of hadrons that shower in the ECL (CsI is 0.8 interaction
-      lengths) and their E/p distribution.
+      Fraction of hadrons that shower in the ECL (30 cm of CsI is 0.76
+      nuclear interaction lengths: 1 - exp(-0.76) = 0.53) and their E/p
+      distribution.
     ecl_missing_fraction: Fraction of tracks reaching the ECL without a
       matched cluster (gaps between crystals, cluster-matching losses).
     klm_min_momentum_gev, klm_turn_on_gev: A muon needs about 0.6 GeV to
@@ -163,8 +166,7 @@ class DetectorConfig:
     background_rate: Mean number of beam background charged particles per
       event (Poisson), drawn within the tracking acceptance and above the
       pT threshold; about 60 % of them become tracks. Tunable; the default
-      1.0 is a round number of the order the Physics Book expects from
-      beam background after timing cuts, not a measured value.
+      1.0 is a round working value for this study, not a measured rate.
     background_electron_fraction: Fraction of e+- (conversions, Touschek)
       among background tracks; the rest are pions.
     background_pt_mean_gev: Mean pT of background tracks above the tracking

@@ -313,6 +313,14 @@ def test_kaon_pion_separation_in_the_barrel():
   assert np.mean(kaon > 0.5) > 0.85
   assert np.mean(pion > 0.5) < 0.05
 
+  # At 3.5 GeV TOP still separates: Delta(1 / beta) = (m_K^2 - m_pi^2) /
+  # (2 p^2) = (0.24372 - 0.01948) / 24.5 = 0.009153, sigma = sqrt(0.0018^2
+  # + (0.0064 / 3.5)^2) = 0.002566, so 3.6 sigma.
+  kaon = _ids(KAON, 3.5, 90.0, 'kaonID', 16)
+  pion = _ids(PION, 3.5, 90.0, 'kaonID', 17)
+  assert np.mean(kaon > 0.5) > 0.8
+  assert np.mean(pion > 0.5) < 0.1
+
 
 def test_electron_id_efficiency_and_pion_fake_rate():
   # E/p alone: 90 % of electrons in the core near E/p = 0.96, the rest in

@@ -7,6 +7,7 @@ one SGD step of the reference network (8 tanh layers of 300, batch 100) in
 the same run: the feature builder should be far faster than training.
 
   python -m benchmarks.features --num_events=200000 --num_reference=2000
+  python -m benchmarks.features --data_dir=DIR  # generated shards instead
 """
 
 import math
@@ -27,6 +28,12 @@ _NUM_REFERENCE = flags.DEFINE_integer(
 )
 _REPEATS = flags.DEFINE_integer('repeats', 3, 'Timed repeats (best is kept).')
 _SEED = flags.DEFINE_integer('seed', 0, 'Seed of the synthetic events.')
+_DATA_DIR = flags.DEFINE_string(
+  'data_dir',
+  None,
+  'A folder of event shards to use instead of synthetic '
+  'events (its first num_events events).',
+)
 
 
 def synthetic_events(num_events: int, seed: int) -> shards.Events:
@@ -147,7 +154,15 @@ def train_step_rate(repeats: int) -> float:
 def main(argv):
   del argv
   repeats = _REPEATS.value
-  events = synthetic_events(_NUM_EVENTS.value, _SEED.value)
+  if _DATA_DIR.value:
+    events = shards.read_data_dir(_DATA_DIR.value)
+    events = events.take(np.arange(min(_NUM_EVENTS.value, events.num_events)))
+  else:
+    events = synthetic_events(_NUM_EVENTS.value, _SEED.value)
+  print(
+    f'{events.num_events} events, '
+    f'{events.num_tracks / events.num_events:.1f} tracks per event'
+  )
   sample = events.take(np.arange(min(_NUM_REFERENCE.value, events.num_events)))
 
   # Agreement on the reference sample.

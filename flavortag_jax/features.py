@@ -199,15 +199,15 @@ def build_features(
     momentum = jnp.sqrt(px**2 + py**2 + pz**2)
   else:
     momentum = _cms_kinematics(px, py, pz)[0]
-  orders, present = [], []
-  for _, sign in CHARGE_GROUPS:
-    selected = mask & (charge == sign)
-    key = jnp.where(selected, momentum, -jnp.inf)
-    _, order = jax.lax.top_k(key, TRACKS_PER_CHARGE)
-    orders.append(order)
-    present.append(jnp.take_along_axis(selected, order, 1))
-  order = jnp.concatenate(orders, axis=1)  # [events, 10]
-  present = jnp.concatenate(present, axis=1)  # [events, 10]
+  selected = jnp.stack(
+    [mask & (charge == sign) for _, sign in CHARGE_GROUPS], axis=1
+  )  # [events, 2, max_tracks]
+  key = jnp.where(selected, momentum[:, None], -jnp.inf)
+  _, order = jax.lax.top_k(key, TRACKS_PER_CHARGE)  # [events, 2, 5]
+  present = jnp.take_along_axis(selected, order, 2)
+  num_slots = len(CHARGE_GROUPS) * TRACKS_PER_CHARGE
+  order = order.reshape(-1, num_slots)  # [events, 10]
+  present = present.reshape(-1, num_slots)
 
   # Features of the 10 chosen tracks only.
   chosen = jnp.take_along_axis(tracks, order[..., None], 1)  # [events, 10, 15]

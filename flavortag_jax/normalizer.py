@@ -56,7 +56,8 @@ def _position(edges: jax.Array, x: jax.Array) -> jax.Array:
   # x equals edges below..at_most-1: the middle of that run.
   tied = (below + at_most - 1) / 2.0
 
-  # x strictly between edges[below - 1] and edges[below].
+  # x strictly between edges[below - 1] and edges[below]; below the first
+  # edge lo = hi = 0 and the clipped fraction gives position 0.
   lo = jnp.clip(below - 1, 0, num_edges - 1)
   hi = jnp.clip(below, 0, num_edges - 1)
   width = edges[hi] - edges[lo]
@@ -64,9 +65,7 @@ def _position(edges: jax.Array, x: jax.Array) -> jax.Array:
   between = lo + jnp.clip(fraction, 0.0, 1.0)
 
   position = jnp.where(at_most > below, tied, between)
-  position = jnp.where(
-    below == 0, jnp.where(at_most > 0, position, 0.0), position
-  )
+  # Above the last edge: num_bins.
   return jnp.where(below >= num_edges, num_edges - 1.0, position)
 
 

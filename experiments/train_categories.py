@@ -44,6 +44,9 @@ _COMBINER_NUM_TREES = flags.DEFINE_integer(
 _COMBINER_FRACTION = flags.DEFINE_float(
   'combiner_fraction', 0.5, 'Share of the train split kept for the combiner.'
 )
+_MAX_COMBINER_EVENTS = flags.DEFINE_integer(
+  'max_combiner_events', 250_000, 'At most this many combiner events.'
+)
 _NUM_THREADS = flags.DEFINE_integer('num_threads', 2, 'LightGBM threads.')
 _SEED = flags.DEFINE_integer('seed', 0, 'Seed of the training.')
 _PRINT_TABLE = flags.DEFINE_bool(
@@ -69,6 +72,7 @@ def main(argv):
       num_trees=_NUM_TREES.value,
       combiner_num_trees=_COMBINER_NUM_TREES.value,
       combiner_fraction=_COMBINER_FRACTION.value,
+      max_combiner_events=_MAX_COMBINER_EVENTS.value,
       num_threads=_NUM_THREADS.value,
       seed=_SEED.value,
     )

@@ -27,6 +27,15 @@ Every track of an event is a candidate of every category, except for
 MaximumPstar (only the track of highest p* in the event) and the two pair
 categories (a track with a slow-pion partner of opposite charge).
 
+NOTE: Variables of the experiment that our simulation cannot provide are
+left out or replaced: there are no calorimeter clusters (no E/p for electron
+ID beyond electronID, no neutral energy in the recoil and W-hemisphere
+variables), no track helices for vertex fits (K_S and Lambda candidates use
+the daughters' impact parameters instead of a fitted flight distance), and
+the signal B is invisible (the tag B is taken at rest in the CMS; the thrust
+axis is that of all tracks of the event, which are the rest of event). See
+`recoil_variables`, `v0_variables` and `add_partner_variables`.
+
 Momenta in GeV, lengths in cm. CMS quantities come from
 physics.boost_to_cms with the mass hypothesis of the category's particle
 (electron, muon, kaon, proton; pion for the rest). All functions work on the
@@ -455,9 +464,9 @@ def v0_variables(
 ) -> dict[str, np.ndarray]:
   """Returns K_S and Lambda candidate variables per track.
 
-  A V0 candidate is a pair of opposite-charge tracks, both with dr >
-  V0_MIN_DR, whose mass (pi pi for K_S, p pi for Lambda) is within the
-  window around the V0 mass.
+  A V0 candidate is a pair of opposite-charge tracks, both with |dr| >
+  V0_MIN_DR (dr is signed), whose mass (pi pi for K_S, p pi for Lambda) is
+  within the window around the V0 mass.
 
   NOTE: The experiment fits a common vertex and uses the flight distance and
   the angle between the V0 momentum and its flight direction. The simulation
@@ -480,7 +489,7 @@ def v0_variables(
   """
   n = len(event_index)
   first, second = pairs
-  displaced = tracks['dr'] > V0_MIN_DR
+  displaced = np.abs(tracks['dr']) > V0_MIN_DR
   usable = (
     (tracks['charge'][first] != tracks['charge'][second])
     & displaced[first]
@@ -568,7 +577,11 @@ def _chunk_variables(events: shards.Events) -> dict[str, np.ndarray]:
   variables.update(
     v0_variables(tracks, pion, p4['p'], event_index, num_events, pairs)
   )
-  return variables
+  # Computed in float64, kept in float32 (the precision of the shards).
+  return {
+    k: v if v.dtype == bool else v.astype(np.float32)
+    for k, v in variables.items()
+  }
 
 
 def track_variables(
@@ -585,7 +598,7 @@ def track_variables(
     chunk_events: Events per chunk (bounds the memory of track pairs).
 
   Returns:
-    Dict name -> array of shape [num_tracks] (float64, is_max_p_star bool):
+    Dict name -> array of shape [num_tracks] (float32, is_max_p_star bool):
     lab p, pt, cos_theta; p_star_{e,mu,pi,K,p} under each mass hypothesis;
     px_star, py_star, pz_star (pion hypothesis); cos_thrust (|cosine| of the
     angle between the track and the thrust axis of the event's tracks, pion

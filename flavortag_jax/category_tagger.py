@@ -10,7 +10,8 @@ Training, in the experiment's two levels:
      combiner classifier whose output P(B0) gives qr.
 
 The training split is divided at random: a share `combiner_fraction` of its
-events trains only the combiner and the rest only the category classifiers,
+events (at most `max_combiner_events`) trains only the combiner and the rest
+only the category classifiers,
 so the combiner learns from category outputs on events those classifiers did
 not see, as they will be on new events.
 
@@ -64,7 +65,16 @@ class CategoryTaggerConfig:
     learning_rate: Shrinkage.
     bagging_fraction: Fraction of candidates drawn for each tree.
     min_data_in_leaf: Minimum number of candidates in a leaf.
+    lambda_l2: L2 penalty on leaf values. NOTE: without it LightGBM's Newton
+      step diverges when a category's targets are separated almost perfectly
+      (Lambda protons by protonID: vanishing hessians give leaf values of
+      order 1e4 and candidate AUC below 0.5); the experiment's FastBDT
+      bounds its leaf values by construction.
     combiner_fraction: Share of the training events kept for the combiner.
+    max_combiner_events: At most this many events for the combiner (13
+      inputs need far fewer events than the category classifiers, and every
+      combiner event costs 13 classifier evaluations per track); the rest
+      go to the category classifiers.
     num_threads: LightGBM threads (results are deterministic for a fixed
       number of threads).
     seed: Seed of the combiner share draw and of LightGBM's sampling.
@@ -76,7 +86,9 @@ class CategoryTaggerConfig:
   learning_rate: float = 0.1
   bagging_fraction: float = 0.5
   min_data_in_leaf: int = 20
+  lambda_l2: float = 1.0
   combiner_fraction: float = 0.5
+  max_combiner_events: int = 250_000
   num_threads: int = 2
   seed: int = 0
 
@@ -92,6 +104,10 @@ class CategoryTaggerConfig:
       raise ValueError(
         f'bagging_fraction={self.bagging_fraction} must be in (0, 1] and '
         f'learning_rate={self.learning_rate} positive'
+      )
+    if self.max_combiner_events < 1:
+      raise ValueError(
+        f'max_combiner_events={self.max_combiner_events}, expected >= 1'
       )
     if not 0 < self.combiner_fraction < 1:
       raise ValueError(
@@ -110,6 +126,7 @@ def lightgbm_params(config: CategoryTaggerConfig, seed: int) -> dict:
     'bagging_fraction': config.bagging_fraction,
     'bagging_freq': 1,
     'min_data_in_leaf': config.min_data_in_leaf,
+    'lambda_l2': config.lambda_l2,
     'num_threads': config.num_threads,
     'deterministic': True,
     'force_row_wise': True,
@@ -183,9 +200,9 @@ class CategoryTagger:
     return qr
 
 
-def _category_outputs(models, events, variables=None) -> CategoryOutputs:
-  if variables is None:
-    variables = categories.track_variables(events)
+def _category_outputs(models, events) -> CategoryOutputs:
+  """Scores every category's candidates with `models`; see CategoryOutputs."""
+  variables = categories.track_variables(events)
   event_index = events.event_index()
   charge = variables['charge']
   slow = categories.CATEGORY_BY_NAME['SlowPion']
@@ -212,6 +229,7 @@ def _category_outputs(models, events, variables=None) -> CategoryOutputs:
 
 
 def _predict(model, category, variables, mask=None) -> np.ndarray:
+  """Target probability of the (masked) tracks as `category` candidates."""
   inputs = categories.candidate_inputs(category, variables)
   if mask is not None:
     inputs = inputs[mask]
@@ -245,7 +263,10 @@ def fit(
   permutation = np.random.default_rng(config.seed).permutation(
     events.num_events
   )
-  num_combiner = max(1, round(config.combiner_fraction * events.num_events))
+  num_combiner = min(
+    max(1, round(config.combiner_fraction * events.num_events)),
+    config.max_combiner_events,
+  )
   combiner_events = events.take(np.sort(permutation[:num_combiner]))
   category_events = events.take(np.sort(permutation[num_combiner:]))
   logging.info(

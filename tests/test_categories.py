@@ -155,11 +155,12 @@ def test_k_short_and_lambda_candidates():
   # K_S at rest in the lab decaying to pi+ pi- back to back: each pion has
   # p = sqrt((m_KS / 2)^2 - m_pi^2) = sqrt(0.248806^2 - 0.139570^2)
   # = sqrt(0.061904 - 0.019480) = 0.205971 GeV along +-x.
-  # Both displaced (dr = 1 cm): one K_S. With dr = 0.01 cm: none.
+  # Both displaced (|dr| = 1 cm; dr is signed): one K_S. With |dr| =
+  # 0.01 cm: none.
   def k_short(dr):
     return [
       {'px': 0.205971, 'py': 0.0, 'pz': 0.0, 'charge': 1, 'dr': dr},
-      {'px': -0.205971, 'py': 0.0, 'pz': 0.0, 'charge': -1, 'dr': dr},
+      {'px': -0.205971, 'py': 0.0, 'pz': 0.0, 'charge': -1, 'dr': -dr},
     ]
 
   # Lambda at rest in the lab -> p pi-: p = sqrt((M^2 - (m_p + m_pi)^2)

@@ -107,7 +107,7 @@ def test_each_candidate_classifier_beats_random(trained):
   for name, row in table.items():
     assert row['num_targets'] >= 10, name
     assert row['candidate_auc'] > 0.6, (name, row)
-  for name in ('Electron', 'Muon', 'Kaon', 'SlowPion', 'KaonPion'):
+  for name in ('Electron', 'Muon', 'Kaon', 'SlowPion', 'KaonPion', 'Lambda'):
     assert table[name]['candidate_auc'] > 0.9, (name, table[name])
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from flavortag_jax import categories, shards
+from flavortag_jax import categories, physics, shards
 
 CAT = shards.CATEGORY_INDEX
 
@@ -112,8 +112,6 @@ def test_thrust_axis_of_a_hand_made_event():
   p4_cms = np.concatenate(
     [p[:3], np.sqrt(np.sum(p[:3] ** 2, 1) + 0.13957039**2)[:, None]], 1
   )
-  from flavortag_jax import physics
-
   lab = physics.boost_to_lab(*p4_cms.T)
   for k, name in enumerate(('px', 'py', 'pz')):
     events.tracks[name] = lab[k].astype(np.float32)

@@ -36,7 +36,7 @@ import numpy as np
 
 from flavortag_jax import features as features_lib
 from flavortag_jax import normalizer as normalizer_lib
-from flavortag_jax import shards
+from flavortag_jax import shards, writers
 
 DEFAULT_FRACTIONS = (0.92, 0.04, 0.04)
 SPLIT_NAMES = ('train', 'valid', 'test')
@@ -400,12 +400,6 @@ class FeatureStore:
       yield in_flight.popleft()
 
 
-def _write_json(path: pathlib.Path, content: dict) -> None:
-  tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
-  tmp.write_text(json.dumps(content, indent=2))
-  os.replace(tmp, path)
-
-
 def build_feature_store(
   data_dir: str | os.PathLike,
   store_dir: str | os.PathLike,
@@ -493,7 +487,7 @@ def build_feature_store(
 
   np.savez(store_dir / 'truth.npz', **truth)
   normalizer.save(store_dir / 'normalizer.npz')
-  _write_json(
+  writers.write_json(
     store_dir / 'store.json',
     {
       'format': STORE_FORMAT,

@@ -336,7 +336,7 @@ def raise_if_not_finite(losses: np.ndarray, epoch: int) -> None:
 
 def _weight_norms(params: Any) -> dict[str, float]:
   return {
-    f'weights/{layer}_norm': float(jnp.linalg.norm(p['kernel']))
+    f'weights/{layer}_norm': float(np.linalg.norm(np.asarray(p['kernel'])))
     for layer, p in params.items()
   }
 

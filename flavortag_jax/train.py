@@ -693,6 +693,7 @@ def _run_epochs(
       events_per_second = x.shape[0] * x.shape[1] / train_seconds
       scalars = {
         'train/loss': record['train_loss'],
+        'train/loss_after_epoch': train_summary['loss'],
         'train/accuracy': train_summary['accuracy'],
         'train/auc': train_summary['auc'],
         'train/q': train_summary['q'],
@@ -804,6 +805,9 @@ def _finish(
       'events_schema_version': shards.SCHEMA_VERSION,
       'feature_names': list(features_lib.FEATURE_NAMES),
       'momentum_frame': config.momentum_frame,
+      'data_dir': str(pathlib.Path(config.data_dir).resolve()),
+      'split_seed': config.split_seed,
+      'fractions': list(config.fractions),
       'model': dataclasses.asdict(model_config(config)),
       'params': PARAMS_FILE,
       'normalizer': NORMALIZER_FILE,

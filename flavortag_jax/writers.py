@@ -80,8 +80,10 @@ class ActivationWriter:
   Layout: the probe's truth at the top level (datasets named after the keys
   of `probe`, e.g. labels, q_tag, dt, tag_flags, event_index, each shape
   [probe events]), and one group `epoch_NNNN` per dump holding `layer_0` ...
-  `layer_{n-1}`, each shape [probe events, width] float32, with the epoch as
-  an attribute. A group is written under a temporary name and renamed when
+  `layer_{n-1}`, each shape [probe events, width] float16, with the epoch as
+  an attribute. NOTE: float16 (3 significant digits) halves the file, which
+  at the reference scale holds tens of dumps of 5000 x 300 x 8 values;
+  representation studies do not need more precision. A group is written under a temporary name and renamed when
   complete, so a reader never sees half a dump; a dump of an epoch that is
   already in the file (a resumed run) replaces it.
 
@@ -116,6 +118,6 @@ class ActivationWriter:
       group.attrs['epoch'] = epoch
       for layer, values in enumerate(activations):
         group.create_dataset(
-          f'layer_{layer}', data=np.asarray(values, np.float32)
+          f'layer_{layer}', data=np.asarray(values, np.float16)
         )
       f.move(tmp, name)

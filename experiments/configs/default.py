@@ -13,9 +13,12 @@ does in minutes:
 Override any field on the command line, e.g. `--config.num_epochs=10` or
 `--config.model.width=100`.
 
-Expected: the validation loss falls for tens of epochs; validation AUC about
-0.75 and Q of roughly 25 % after 30 epochs (below the reference, which has 60
-times more events).
+Expected (measured on 200 k events of seed 0, 2 shared CPU cores, 3 min):
+early stopping after epoch 21 with the best validation loss at epoch 11;
+validation AUC 0.822 and Q = 31.1 +- 0.8 %, test AUC 0.827 and
+Q = 32.5 +- 0.8 %. With 184 k training events the 675 k weights start to
+overfit after about 10 epochs; the reference (60 times more events) trains
+far longer.
 """
 
 import ml_collections

@@ -12,10 +12,10 @@ float32, 6.2 GB) stays in device memory and an epoch is one compiled loop.
   python -m experiments.train --config=experiments/configs/reference.py \
     --workdir=runs/reference --config.data_dir=data/reference
 
-Expected: early stopping after one to two hundred epochs; on Belle II
-simulation the experiment reached Q = 40.7 % with this recipe, 1.22 times its
-category-based tagger; on our own generated events compare the two taggers'
-Q on the same test split (experiments.evaluate).
+Expected: on Belle II simulation the experiment reached Q = 40.7 % with this
+recipe, 1.22 times its category-based tagger. This config has not yet been run
+to the end on our generated events (it needs an accelerator); compare both
+taggers' Q on the same test split with experiments.evaluate.
 """
 
 from experiments.configs import default

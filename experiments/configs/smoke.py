@@ -8,9 +8,9 @@ folder of a few thousand generated nunu events:
   python -m experiments.train --config=experiments/configs/smoke.py \
     --workdir=/tmp/smoke_run --config.data_dir=/tmp/smoke_data
 
-Expected: finishes in well under a minute on a laptop CPU with a validation
-AUC of about 0.7 (the flavor information of the leading tracks is easy to
-find); the validation Q is noisy at this size.
+Expected: finishes in about 10 s on 2 CPU cores (most of it start-up and
+compilation), with a validation AUC near 0.8 (0.79 on these 4000 events of
+seed 1); Q on 600 events has a statistical error of about 3 %.
 """
 
 from experiments.configs import default

@@ -83,9 +83,10 @@ class ActivationWriter:
   `layer_{n-1}`, each shape [probe events, width] float16, with the epoch as
   an attribute. NOTE: float16 (3 significant digits) halves the file, which
   at the reference scale holds tens of dumps of 5000 x 300 x 8 values;
-  representation studies do not need more precision. A group is written under a temporary name and renamed when
-  complete, so a reader never sees half a dump; a dump of an epoch that is
-  already in the file (a resumed run) replaces it.
+  representation studies do not need more precision. A group is written
+  under a temporary name and renamed when complete, so a reader never sees
+  half a dump; a dump of an epoch that is already in the file (a resumed run)
+  replaces it.
 
   Args:
     path: The HDF5 file; created if missing.

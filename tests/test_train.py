@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from experiments.configs import smoke
-from flavortag_jax import pipeline, shards, train
+from flavortag_jax import pipeline, shards, train, writers
 
 
 def synthetic_events(num_events, seed):
@@ -209,3 +209,18 @@ def test_smoke_config_learns_on_generated_events(generated_dir, tmp_path):
   results = train.train_and_evaluate(config, tmp_path / 'smoke')
   # 600 validation events: the AUC's statistical error is about 0.02.
   assert results['valid']['auc'] > 0.6
+
+
+def test_activation_writer_replaces_a_dump_and_keeps_its_probe(tmp_path):
+  path = tmp_path / 'activations.h5'
+  probe = {'q_tag': np.array([1, -1, 1], np.int8)}
+  writer = writers.ActivationWriter(path, probe)
+  writer.write(4, [np.zeros((3, 2)), np.ones((3, 2))])
+  # A resumed run writes epoch 4 again: the new values replace the old.
+  writers.ActivationWriter(path, probe).write(4, [np.full((3, 2), 0.5)] * 2)
+  with h5py.File(path, 'r') as f:
+    assert sorted(f) == ['epoch_0004', 'q_tag']
+    np.testing.assert_array_equal(f['epoch_0004/layer_1'][()], 0.5)
+    assert f['epoch_0004'].attrs['epoch'] == 4
+  with pytest.raises(ValueError, match='probe set'):
+    writers.ActivationWriter(path, {'q_tag': np.array([1, 1, 1], np.int8)})

@@ -528,7 +528,8 @@ def train_and_evaluate(
     )
     logging.info('Resuming after epoch %d from %s', progress.epoch, workdir)
   else:
-    best_params = state.params
+    # A copy: the state's buffers are donated to the first epoch.
+    best_params = jax.tree.map(jnp.copy, state.params)
     progress = _Progress()
   shuffle_key = jax.random.fold_in(root_key, 1)
   dropout_key = jax.random.fold_in(root_key, 2)

@@ -13,31 +13,45 @@ call; afterwards ``jax.devices()`` lists the devices of all hosts, the mesh
 spans all of them, and every host feeds the shards that live on its own
 devices.
 
+Both examples expect the repository, its .venv, the data folder and the
+workdir at the same path on every host (a shared file system such as NFS or
+Filestore); every process reads the data itself.
+
 TPU pod slice (every worker runs the same command; the TPU runtime tells JAX
 the coordinator, the number of processes and the process index)::
 
   gcloud compute tpus tpu-vm ssh NAME --zone=ZONE --worker=all --command \\
-    'cd flavortag_jax && .venv/bin/python -m experiments.train \\
-       --config=experiments/configs/reference.py --workdir=gs://BUCKET/run \\
-       --distributed --config.data_parallel=True'
+    'cd /shared/flavortag_jax && .venv/bin/python -m experiments.train \\
+       --config=experiments/configs/reference.py --workdir=/shared/run \\
+       --config.data_dir=/shared/data --config.data_parallel=True \\
+       --distributed'
 
-SLURM GPU cluster (one task per GPU; JAX reads SLURM_* variables for the
-coordinator, the number of processes and the process index)::
+SLURM GPU cluster (one task per GPU; JAX reads the SLURM_* variables for the
+coordinator, the number of processes and the process index, and gives each
+task its own GPU)::
 
   #SBATCH --nodes=4 --ntasks-per-node=8 --gpus-per-task=1
   srun .venv/bin/python -m experiments.train \\
-    --config=experiments/configs/reference.py --workdir=/scratch/run \\
-    --distributed --config.data_parallel=True
+    --config=experiments/configs/reference.py --workdir=/shared/run \\
+    --config.data_dir=/shared/data --config.data_parallel=True --distributed
 
-Elsewhere pass the coordinator explicitly to every process::
+Elsewhere pass the coordinator explicitly to every process (here process 0
+of 2)::
 
   python -m experiments.train ... --distributed \\
     --coordinator_address=10.0.0.1:1234 --num_processes=2 --process_id=0
 
-The data set is read in full by every host (it fits in host memory at the
-reference scale, 12 M events x 140 features x 4 bytes = 6.7 GB); every host
-shuffles with the same key and so agrees on each batch, and
-:func:`shard_batches` hands each device its slice of it.
+`experiments.sweep` takes the same flags; there every group of models is
+replicated and the shared batches are split.
+
+Every host holds the whole data set (12 M events x 140 features x 4 bytes =
+6.7 GB at the reference scale) and shuffles it with the same key, so all
+hosts agree on every batch; :func:`shard_batches` then hands each device its
+slice of each batch.
+
+NOTE: the tests cover several devices in one process (fake CPU devices),
+where data-parallel training equals single-device training; a run over
+several hosts is not covered by them.
 """
 
 from collections.abc import Sequence

@@ -503,8 +503,11 @@ def run_sweep(
     run_config, name, config.sweep.grid[name], config.sweep.seeds
   )
   workdir = pathlib.Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
-  writers.write_json(workdir / 'config.json', json.loads(config.to_json()))
+  # On several hosts every process trains; process 0 alone writes.
+  writes = jax.process_index() == 0
+  if writes:
+    workdir.mkdir(parents=True, exist_ok=True)
+    writers.write_json(workdir / 'config.json', json.loads(config.to_json()))
 
   splits = pipeline.load_splits(
     config.data_dir,
@@ -544,7 +547,9 @@ def run_sweep(
       splits.valid,
       shuffle_key=shuffle_key,
       mesh=mesh,
-      logdirs=[workdir / 'tensorboard' / c.name for c in configs],
+      logdirs=[workdir / 'tensorboard' / c.name for c in configs]
+      if writes
+      else None,
     )
     seconds = time.perf_counter() - start
     model = models.MLP(train.model_config(configs[0]))
@@ -590,9 +595,11 @@ def run_sweep(
         record['test']['auc'],
       )
     # Written after every group, so a long sweep shows its progress.
-    writers.write_json(workdir / SWEEP_FILE, records)
+    if writes:
+      writers.write_json(workdir / SWEEP_FILE, records)
 
-  plot_sweep(records, workdir / f'q_vs_{name}.png')
+  if writes:
+    plot_sweep(records, workdir / f'q_vs_{name}.png')
   return records
 
 

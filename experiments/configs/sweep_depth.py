@@ -5,12 +5,12 @@ together as one vmapped program. The other sweepable settings have values
 here too, so `--sweep=weight_decay` (or learning_rate, seed, width,
 dropout_rate) runs that sweep with the same data and network.
 
-CPU scale (the default): 100 k generated nunu events split 80 / 10 / 10 %
-(larger validation and test splits than the recipe's 4 % so that the Q of
-each point is known to about 1 % absolute), networks of width 64, at most
-20 epochs:
+CPU scale (the default): 1 M generated nunu events split 80 / 10 / 10 %
+(larger validation and test splits than the recipe's 4 %, so that the Q of
+each point is known to about 0.25 % absolute), networks of width 64,
+at most 30 epochs with a patience of 5:
 
-  python -m experiments.generate --out_dir=data/sweep --num_events=100000 \
+  python -m experiments.generate --out_dir=data/sweep --num_events=1000000 \
     --seed=7 --mode=nunu --num_workers=2
   python -m experiments.sweep --config=experiments/configs/sweep_depth.py \
     --workdir=runs/sweep_depth --config.data_dir=data/sweep
@@ -52,7 +52,7 @@ def get_config(scale: str = 'cpu'):
     config.fractions = (0.8, 0.1, 0.1)
     config.num_bins = 256
     config.model.width = 64
-    config.num_epochs = 20
+    config.num_epochs = 30
     config.patience = 5
     config.eval_batch_size = 4096
     seeds = (0,)

@@ -626,10 +626,17 @@ def plot_sweep(
   parameter = PARAMETERS[name]
   figure = Figure(figsize=(6.4, 4.4))
   axes = figure.add_subplot()
-  styles = {'valid': ('tab:blue', 'o'), 'test': ('tab:red', 's')}
+  # Color, marker and a small sideways shift that keeps the bars apart.
+  styles = {'valid': ('tab:blue', 'o', -1), 'test': ('tab:red', 's', 1)}
   values = sorted({r['value'] for r in records})
+  spacing = np.diff(values).min() if len(values) > 1 else 1.0
 
-  for split, (color, marker) in styles.items():
+  def shifted(x, side):
+    if parameter.log_scale:
+      return np.asarray(x, float) * 10.0 ** (0.012 * side)
+    return np.asarray(x, float) + 0.06 * spacing * side
+
+  for split, (color, marker, side) in styles.items():
     means, errors = [], []
     for value in values:
       chosen = [r for r in records if r['value'] == value and not r['diverged']]
@@ -638,12 +645,14 @@ def plot_sweep(
       means.append(q.mean() if q.size else np.nan)
       errors.append(q_err.mean() if q.size else np.nan)
       if q.size > 1 and (value > 0 or not parameter.log_scale):
-        axes.plot([value] * q.size, 100 * q, '.', color=color, alpha=0.4)
+        axes.plot(
+          shifted([value] * q.size, side), 100 * q, '.', color=color, alpha=0.4
+        )
     means, errors = 100 * np.array(means), 100 * np.array(errors)
     x = np.array(values, float)
     shown = x > 0 if parameter.log_scale else np.ones_like(x, bool)
     axes.errorbar(
-      x[shown],
+      shifted(x[shown], side),
       means[shown],
       yerr=errors[shown],
       color=color,

@@ -87,7 +87,7 @@ def reference_features(events: shards.Events) -> np.ndarray:
     for row in rows[offsets[event] : offsets[event + 1]]:
       px, py, pz, charge = row[:4]
       p = math.sqrt(px * px + py * py + pz * pz)
-      energy = math.sqrt(p * p + features.PION_MASS**2)
+      energy = math.sqrt(p * p + physics.PION_MASS**2)
       pz_star = gamma * pz - beta_gamma * energy
       p_star = math.sqrt(px * px + py * py + pz_star * pz_star)
       cos_theta = pz_star / p_star if p_star > 0 else 0.0

@@ -48,17 +48,15 @@ import numpy as np
 
 from flavortag_jax import physics, shards
 
-# Charged particle masses, GeV (PDG 2024).
+# Mass hypotheses of the charged tracks, GeV, by the short names that suffix
+# the per-hypothesis variables (p_star_e, ..., p_star_p).
 PARTICLE_MASS = {
-  'e': 0.51099895e-3,
-  'mu': 0.1056583755,
-  'pi': 0.13957039,
-  'K': 0.493677,
-  'p': 0.93827208816,
+  'e': physics.ELECTRON_MASS,
+  'mu': physics.MUON_MASS,
+  'pi': physics.PION_MASS,
+  'K': physics.KAON_MASS,
+  'p': physics.PROTON_MASS,
 }
-# Neutral V0 masses, GeV (PDG 2024).
-MASS_K_SHORT = 0.497611
-MASS_LAMBDA = 1.115683
 
 # V0 candidate selection (our choice): both daughters displaced from the beam
 # spot by more than V0_MIN_DR (K_S: c tau = 2.68 cm, Lambda: 7.9 cm, while
@@ -501,7 +499,7 @@ def v0_variables(
   unordered = first < second
   m_pi_pi = _pair_mass(p4_pion[first], p4_pion[second])
   is_k_short = unordered & (
-    np.abs(m_pi_pi - MASS_K_SHORT) < K_SHORT_MASS_WINDOW
+    np.abs(m_pi_pi - physics.K_SHORT_MASS) < K_SHORT_MASS_WINDOW
   )
   num_k_short = np.bincount(
     event_index[first[is_k_short]], minlength=num_events
@@ -509,7 +507,7 @@ def v0_variables(
 
   # Lambda: `first` as the proton, `second` as the pion.
   m_p_pi = _pair_mass(p4_proton[first], p4_pion[second])
-  distance = np.abs(m_p_pi - MASS_LAMBDA)
+  distance = np.abs(m_p_pi - physics.LAMBDA_MASS)
   is_lambda = distance < LAMBDA_MASS_WINDOW
   # A pair counts once even if both mass assignments fall in the window.
   lambda_pairs = np.unique(

@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from flavortag_jax import shards
+from flavortag_jax import physics, shards
 
 # Reconstructed track columns: the non-truth columns of the shard schema.
 RECO_COLUMNS = tuple(k for k in shards.TRACK_COLUMNS if not k.startswith('mc_'))
@@ -27,13 +27,11 @@ RECO_COLUMNS = tuple(k for k in shards.TRACK_COLUMNS if not k.startswith('mc_'))
 HYPOTHESES = ('electron', 'muon', 'pion', 'kaon', 'proton')
 PID_COLUMNS = ('electronID', 'muonID', 'pionID', 'kaonID', 'protonID')
 
-# Absolute PDG ids of the hypotheses, masses in GeV and proper decay lengths
-# c tau in cm (PDG 2024). Electrons and protons are stable; the muon c tau
-# (658.6 m) is kept for completeness.
+# Absolute PDG ids of the hypotheses, their masses in GeV (physics.MASS_BY_PDG)
+# and proper decay lengths c tau in cm (PDG 2024). Electrons and protons are
+# stable; the muon c tau (658.6 m) is kept for completeness.
 SPECIES_PDG = np.array([11, 13, 211, 321, 2212])
-SPECIES_MASS = np.array(
-  [0.000510999, 0.1056584, 0.13957039, 0.493677, 0.938272]
-)
+SPECIES_MASS = np.array([physics.MASS_BY_PDG[int(p)] for p in SPECIES_PDG])
 SPECIES_CTAU = np.array([np.inf, 65862.0, 780.45, 371.2, np.inf])
 # Charge of the particle with a positive PDG id: e- and mu- are leptons with
 # positive ids, pi+, K+ and p are hadrons with positive ids.

@@ -12,10 +12,6 @@ import numpy as np
 
 from flavortag_jax import physics, shards
 
-# Charged pion mass, GeV (PDG 2024: 139.57039 MeV). Used as the mass
-# hypothesis of every track for its energy in the CMS boost.
-PION_MASS = 0.13957039
-
 # Tracks kept per charge.
 TRACKS_PER_CHARGE = 5
 
@@ -152,7 +148,7 @@ def _cms_kinematics(
   The energy uses the charged pion mass; cos(theta*) of a track at rest in
   the CMS is 0.
   """
-  energy = jnp.sqrt(px**2 + py**2 + pz**2 + PION_MASS**2)
+  energy = jnp.sqrt(px**2 + py**2 + pz**2 + physics.PION_MASS**2)
   px_cms, py_cms, pz_cms, _ = physics.boost_to_cms(px, py, pz, energy)
   p_star = jnp.sqrt(px_cms**2 + py_cms**2 + pz_cms**2)
   safe = jnp.where(p_star > 0, p_star, 1.0)

@@ -13,6 +13,27 @@ import math
 # Speed of light in cm / ps.
 C_LIGHT = 0.0299792458
 
+# Masses of the long-lived particles the reconstruction sees, GeV, by
+# absolute PDG id: the charged tracks (e, mu, pi, K, p) and the V0s (K_S,
+# Lambda). Source: PDG 2024, Review of Particle Physics, Phys. Rev. D 110,
+# 030001. The B0 and Upsilon(4S) masses are fields of PhysicsConstants.
+MASS_BY_PDG = {
+  11: 0.51099895e-3,  # e
+  13: 0.1056583755,  # mu
+  211: 0.13957039,  # pi+
+  321: 0.493677,  # K+
+  2212: 0.93827208816,  # p
+  310: 0.497611,  # K_S
+  3122: 1.115683,  # Lambda
+}
+ELECTRON_MASS = MASS_BY_PDG[11]
+MUON_MASS = MASS_BY_PDG[13]
+PION_MASS = MASS_BY_PDG[211]
+KAON_MASS = MASS_BY_PDG[321]
+PROTON_MASS = MASS_BY_PDG[2212]
+K_SHORT_MASS = MASS_BY_PDG[310]
+LAMBDA_MASS = MASS_BY_PDG[3122]
+
 
 @dataclasses.dataclass(frozen=True)
 class PhysicsConstants:

@@ -36,7 +36,7 @@ import numpy as np
 
 from flavortag_jax import features as features_lib
 from flavortag_jax import normalizer as normalizer_lib
-from flavortag_jax import shards, writers
+from flavortag_jax import parallel, shards, writers
 
 DEFAULT_FRACTIONS = (0.92, 0.04, 0.04)
 SPLIT_NAMES = ('train', 'valid', 'test')
@@ -301,10 +301,11 @@ def _gather(features, labels, order):
 
 
 def batch_sharding(mesh: jax.sharding.Mesh) -> jax.sharding.NamedSharding:
-  """Sharding of batches [steps, batch, ...] over the mesh axis 'data'."""
-  return jax.sharding.NamedSharding(
-    mesh, jax.sharding.PartitionSpec(None, 'data')
-  )
+  """Sharding of batches [steps, batch, ...] over the mesh axis 'data'.
+
+  The stacked-epoch case of parallel.batch_sharding (batch axis 1).
+  """
+  return parallel.batch_sharding(mesh, batch_axis=1)
 
 
 def epoch_batches(

@@ -314,15 +314,23 @@ def shard_paths(data_dir: str | os.PathLike) -> list[pathlib.Path]:
 def read_shards(paths: Iterable[str | os.PathLike]) -> Events:
   """Reads several shards into one Events, checking they agree.
 
+  Args:
+    paths: The shard files, in the order of their events; any iterable,
+      a generator included (it is read once).
+
+  Returns:
+    The events of all shards, concatenated.
+
   Raises:
     ShardError: A shard is bad, the list is empty, or the shards mix schema
       versions or generation modes.
   """
+  paths = list(paths)
   chunks = [read_shard(p) for p in paths]
   if not chunks:
     raise ShardError('no shards given')
   first = chunks[0].attrs
-  for path, chunk in zip(paths, chunks, strict=False):
+  for path, chunk in zip(paths, chunks, strict=True):
     for key in ('schema_version', 'mode'):
       if chunk.attrs.get(key) != first.get(key):
         raise ShardError(

@@ -136,6 +136,21 @@ def test_data_dir_reads_shards_in_order_and_rejects_mixed_modes(tmp_path):
     shards.read_data_dir(tmp_path)
 
 
+def test_read_shards_checks_modes_of_a_generator_of_paths(tmp_path):
+  paths = [tmp_path / 'nunu.h5', tmp_path / 'jpsi.h5']
+  shards.write_shard(paths[0], make_events((1,), mode='nunu'))
+  shards.write_shard(paths[1], make_events((2,), mode='jpsi_ks'))
+  # A generator can be iterated once; the mode check must still see both.
+  with pytest.raises(shards.ShardError, match=r'jpsi\.h5: mode'):
+    shards.read_shards(p for p in paths)
+  with pytest.raises(shards.ShardError, match='no shards'):
+    shards.read_shards(p for p in ())
+  # Two shards of one mode, given as a generator, are joined in order.
+  shards.write_shard(paths[1], make_events((2, 3), mode='nunu'))
+  events = shards.read_shards(p for p in paths)
+  np.testing.assert_array_equal(events.events['n_tracks'], [1, 2, 3])
+
+
 def test_empty_or_missing_data_dir(tmp_path):
   with pytest.raises(shards.ShardError, match='no shards'):
     shards.read_data_dir(tmp_path)

@@ -22,6 +22,7 @@ from absl import app, flags, logging
 
 from experiments.configs import demo as demo_config
 from flavortag_jax import (
+  atomic,
   category_tagger,
   generator,
   report,
@@ -78,9 +79,7 @@ class Stages:
 
   @staticmethod
   def mark_finished(folder: pathlib.Path, settings: dict) -> None:
-    tmp = folder / f'.{DONE_FILE}.tmp'
-    tmp.write_text(json.dumps(settings, sort_keys=True))
-    tmp.rename(folder / DONE_FILE)
+    atomic.write_text(folder / DONE_FILE, json.dumps(settings, sort_keys=True))
 
 
 def generate_sample(stages, folder, num_events, seed):
@@ -153,12 +152,6 @@ def category_table(figures, summaries, dnn_name) -> str:
   return '\n'.join(lines)
 
 
-def write_text(path: pathlib.Path, text: str) -> None:
-  tmp = path.with_name(f'.{path.name}.tmp')
-  tmp.write_text(text)
-  tmp.rename(path)
-
-
 def comparison_table(summaries: dict[str, dict]) -> str:
   """Formats Q +- error, AUC and the Q ratio to the category-based tagger."""
   reference = summaries.get(category_tagger.TAGGER_NAME)
@@ -207,7 +200,7 @@ def main(argv):
     ),
   )
   table = category_table(category_figures, summaries, dnn.name)
-  write_text(out_dir / CATEGORY_TABLE_FILE, table + '\n')
+  atomic.write_text(out_dir / CATEGORY_TABLE_FILE, table + '\n')
   elapsed = time.perf_counter() - stages.start
   print()
   print(f'Test sample: {events.num_events} events never used in training')

@@ -33,7 +33,7 @@ from absl import logging
 import lightgbm as lgb
 import numpy as np
 
-from flavortag_jax import categories, metrics, shards
+from flavortag_jax import atomic, categories, metrics, shards
 
 TAGGER_FILE = 'tagger.json'
 METRICS_FILE = 'metrics.json'
@@ -416,20 +416,8 @@ def category_table(metrics_json: dict[str, Any]) -> str:
   return '\n'.join(lines)
 
 
-def _write_atomic(path: pathlib.Path, write: Callable[[Any], None], mode='w'):
-  """Writes a file under a temporary name, then renames it into place."""
-  tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
-  try:
-    with open(tmp, mode) as f:
-      write(f)
-    os.replace(tmp, path)
-  finally:
-    if tmp.exists():
-      tmp.unlink()
-
-
 def _write_json(path: pathlib.Path, value: Any) -> None:
-  _write_atomic(path, lambda f: f.write(json.dumps(value, indent=2) + '\n'))
+  atomic.write_text(path, json.dumps(value, indent=2) + '\n')
 
 
 def save(
@@ -449,14 +437,8 @@ def save(
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   for name, model in tagger.models.items():
-    _write_atomic(
-      workdir / model_file(name),
-      lambda f, m=model: f.write(m.model_to_string()),
-    )
-  _write_atomic(
-    workdir / COMBINER_FILE,
-    lambda f: f.write(tagger.combiner.model_to_string()),
-  )
+    atomic.write_text(workdir / model_file(name), model.model_to_string())
+  atomic.write_text(workdir / COMBINER_FILE, tagger.combiner.model_to_string())
   _write_json(
     workdir / TAGGER_FILE,
     {
@@ -648,8 +630,10 @@ def train_and_evaluate(
     },
   )
   _write_json(workdir / METRICS_FILE, results)
-  _write_atomic(
-    workdir / OUTPUTS_FILE, lambda f: np.savez(f, **outputs), mode='wb'
-  )
+  with (
+    atomic.temporary_path(workdir / OUTPUTS_FILE) as tmp,
+    open(tmp, 'wb') as f,
+  ):
+    np.savez(f, **outputs)
   logging.info('Wrote the category tagger to %s.', workdir)
   return results

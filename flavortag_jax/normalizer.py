@@ -30,6 +30,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from flavortag_jax import atomic
+
 FORMAT_NAME = 'flavortag_jax.quantile_normalizer'
 FORMAT_VERSION = 1
 DEFAULT_NUM_BINS = 1024
@@ -236,20 +238,14 @@ class QuantileNormalizer:
   def save(self, path: str | os.PathLike) -> pathlib.Path:
     """Writes the normalizer to `path` (npz) atomically; returns the path."""
     path = pathlib.Path(path)
-    tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
-    try:
-      with open(tmp, 'wb') as f:
-        np.savez(
-          f,
-          format=np.str_(FORMAT_NAME),
-          format_version=np.int64(FORMAT_VERSION),
-          feature_names=np.array(self.feature_names, dtype=np.str_),
-          edges=self.edges.astype(np.float32),
-        )
-      os.replace(tmp, path)
-    finally:
-      if tmp.exists():
-        tmp.unlink()
+    with atomic.temporary_path(path) as tmp, open(tmp, 'wb') as f:
+      np.savez(
+        f,
+        format=np.str_(FORMAT_NAME),
+        format_version=np.int64(FORMAT_VERSION),
+        feature_names=np.array(self.feature_names, dtype=np.str_),
+        edges=self.edges.astype(np.float32),
+      )
     return path
 
   @classmethod

@@ -14,7 +14,7 @@ from matplotlib import ticker
 from matplotlib.figure import Figure
 import numpy as np
 
-from flavortag_jax import metrics
+from flavortag_jax import atomic, metrics
 
 # Colors of the two flavors in the output distributions.
 _FLAVOR_COLORS = {'B0': 'tab:blue', 'anti-B0': 'tab:red'}
@@ -25,13 +25,8 @@ _MAX_ROC_POINTS = 2000
 def _save(figure: Figure, path: str | os.PathLike) -> pathlib.Path:
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(f'.{path.stem}.{os.getpid()}.tmp.png')
-  try:
+  with atomic.temporary_path(path) as tmp:
     figure.savefig(tmp, format='png', dpi=110)
-    os.replace(tmp, path)
-  finally:
-    if tmp.exists():
-      tmp.unlink()
   return path
 
 

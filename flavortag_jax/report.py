@@ -8,7 +8,6 @@ file written under a temporary name and renamed when complete.
 
 from collections.abc import Sequence
 import dataclasses
-import json
 import math
 import os
 import pathlib
@@ -17,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from flavortag_jax import metrics, plots, shards, taggers
+from flavortag_jax import atomic, metrics, plots, shards, taggers, writers
 
 METRICS_FILE = 'metrics.json'
 REPORT_FILE = 'report.md'
@@ -88,16 +87,6 @@ def unique_names(loaded: Sequence[taggers.Tagger]) -> list[str]:
       'distinct name in its tagger.json or pass each workdir once'
     )
   return result
-
-
-def _write_text(path: pathlib.Path, text: str) -> None:
-  tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
-  try:
-    tmp.write_text(text)
-    os.replace(tmp, path)
-  finally:
-    if tmp.exists():
-      tmp.unlink()
 
 
 def _percent(value: float | None, digits: int = 2) -> str:
@@ -300,9 +289,6 @@ def write(
   figures = _draw_figures(out_dir, evaluations, summaries, calibration_bins)
   text = _markdown(evaluations, summaries, figures, sample, notes)
 
-  _write_text(
-    out_dir / METRICS_FILE,
-    json.dumps(summaries, indent=2, allow_nan=False) + '\n',
-  )
-  _write_text(out_dir / REPORT_FILE, text)
+  writers.write_json(out_dir / METRICS_FILE, summaries)
+  atomic.write_text(out_dir / REPORT_FILE, text)
   return summaries

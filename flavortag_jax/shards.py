@@ -17,6 +17,8 @@ from typing import Any
 import h5py
 import numpy as np
 
+from flavortag_jax import atomic
+
 SCHEMA_VERSION = 1
 FORMAT_NAME = 'flavortag_jax.events'
 
@@ -206,30 +208,24 @@ def write_shard(path: str | os.PathLike, events: Events) -> pathlib.Path:
   if not np.array_equal(counts, events.events['n_tracks']):
     raise ShardError(f'{path}: n_tracks does not match track_offsets')
 
-  tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
-  try:
-    with h5py.File(tmp, 'w') as f:
-      f.attrs['format'] = FORMAT_NAME
-      f.attrs['schema_version'] = SCHEMA_VERSION
-      f.attrs['num_events'] = events.num_events
-      f.attrs['num_tracks'] = events.num_tracks
-      for key, value in events.attrs.items():
-        if key in ('format', 'schema_version', 'num_events', 'num_tracks'):
-          continue
-        f.attrs[key] = json.dumps(value)
-      f.create_dataset('track_offsets', data=events.track_offsets)
-      for group, schema, columns in (
-        ('events', EVENT_COLUMNS, events.events),
-        ('tracks', TRACK_COLUMNS, events.tracks),
-      ):
-        g = f.create_group(group)
-        for name, (dtype, _, description) in schema.items():
-          d = g.create_dataset(name, data=np.asarray(columns[name], dtype))
-          d.attrs['description'] = description
-    os.replace(tmp, path)
-  finally:
-    if tmp.exists():
-      tmp.unlink()
+  with atomic.temporary_path(path) as tmp, h5py.File(tmp, 'w') as f:
+    f.attrs['format'] = FORMAT_NAME
+    f.attrs['schema_version'] = SCHEMA_VERSION
+    f.attrs['num_events'] = events.num_events
+    f.attrs['num_tracks'] = events.num_tracks
+    for key, value in events.attrs.items():
+      if key in ('format', 'schema_version', 'num_events', 'num_tracks'):
+        continue
+      f.attrs[key] = json.dumps(value)
+    f.create_dataset('track_offsets', data=events.track_offsets)
+    for group, schema, columns in (
+      ('events', EVENT_COLUMNS, events.events),
+      ('tracks', TRACK_COLUMNS, events.tracks),
+    ):
+      g = f.create_group(group)
+      for name, (dtype, _, description) in schema.items():
+        d = g.create_dataset(name, data=np.asarray(columns[name], dtype))
+        d.attrs['description'] = description
   return path
 
 

@@ -18,18 +18,13 @@ import h5py
 import numpy as np
 import tensorboardX
 
+from flavortag_jax import atomic
+
 
 def write_json(path: str | os.PathLike, content: Any) -> pathlib.Path:
   """Writes `content` as JSON under a temporary name, then renames it."""
-  path = pathlib.Path(path)
-  tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
-  try:
-    tmp.write_text(json.dumps(content, indent=2, allow_nan=False) + '\n')
-    os.replace(tmp, path)
-  finally:
-    if tmp.exists():
-      tmp.unlink()
-  return path
+  text = json.dumps(content, indent=2, allow_nan=False) + '\n'
+  return atomic.write_text(path, text)
 
 
 class MetricWriter:

@@ -117,14 +117,19 @@ class MLP(nn.Module):
     x: jax.Array,
     *,
     train: bool = False,
+    dropout_rate: float | jax.Array | None = None,
     return_activations: bool = False,
   ) -> jax.Array | tuple[jax.Array, tuple[jax.Array, ...]]:
     """Runs the network.
 
     Args:
       x: Normalized event features, shape [batch, features].
-      train: Applies dropout when True (needs a 'dropout' RNG stream if
-        dropout_rate > 0).
+      train: Applies dropout when True (needs a 'dropout' RNG stream unless
+        the rate is the number 0).
+      dropout_rate: Probability of dropping a hidden unit in training, a
+        number or a scalar array (an array may be traced, so that models
+        with different rates share one compiled program); None for the
+        config's rate. Ignored when train is False.
       return_activations: Also returns every hidden layer's output.
 
     Returns:
@@ -135,6 +140,17 @@ class MLP(nn.Module):
     config = self.config
     activation = ACTIVATIONS[config.activation]
     kernel_init = KERNEL_INITIALIZERS[config.kernel_init]
+    if dropout_rate is None:
+      dropout_rate = config.dropout_rate
+    elif isinstance(dropout_rate, (int, float)) and not 0 <= dropout_rate < 1:
+      raise ValueError(
+        f'dropout_rate must lie in [0, 1), found {dropout_rate}.'
+      )
+    # A rate given as an array always takes the dropout path; a rate of 0
+    # then keeps every unit, unchanged.
+    drops = train and not (
+      isinstance(dropout_rate, (int, float)) and dropout_rate == 0.0
+    )
 
     activations = []
     h = x
@@ -144,10 +160,19 @@ class MLP(nn.Module):
       )(h)
       h = activation(h)
       activations.append(h)
-      if config.dropout_rate > 0.0:
-        h = nn.Dropout(config.dropout_rate, deterministic=not train)(h)
+      if drops:
+        h = self._dropout(h, dropout_rate)
     logits = nn.Dense(1, kernel_init=kernel_init, name='output')(h)[..., 0]
 
     if return_activations:
       return logits, tuple(activations)
     return logits
+
+  def _dropout(self, h: jax.Array, rate: float | jax.Array) -> jax.Array:
+    """Zeroes each unit of h with probability `rate`, scales the rest by
+    1 / (1 - rate) so that the expected output equals h; shape as h."""
+    keep_probability = 1.0 - rate
+    keep = jax.random.bernoulli(
+      self.make_rng('dropout'), keep_probability, h.shape
+    )
+    return jnp.where(keep, h / keep_probability, 0.0)

@@ -2,14 +2,16 @@
 
 A sweep varies one setting of a run config over a list of values (and,
 optionally, over several seeds per value). Settings that keep the shapes of
-the parameters (the weight decay, the initial learning rate, the seed) are
-*traced*: the K models of a sweep are stacked along a leading model axis and
-trained by one jitted, vmapped epoch on the same batches, their learning
-rate, momentum and weight decay being arrays in the optimizer state
-(optax.inject_hyperparams) and their seeds giving their initialization and
-dropout keys. Settings that change shapes or the network's structure (the
-number of hidden layers, the width, the dropout rate) split the sweep into
-groups, one compiled program per group.
+the parameters (the weight decay, the initial learning rate, the seed, the
+dropout rate) are *traced*: the K models of a sweep are stacked along a
+leading model axis and trained by one jitted, vmapped epoch on the same
+batches, their learning rate, momentum and weight decay being arrays in the
+optimizer state (optax.inject_hyperparams), their dropout rates an array in
+the train state, and their seeds giving their initialization and dropout
+keys. Settings that change shapes (the number of hidden layers, the width)
+split the sweep into groups, one compiled program per group. A group draws
+dropout masks when any of its models has a dropout rate above 0; a model
+with rate 0 then keeps every unit.
 
 Every model keeps its own early stopping (the rule of `train.EarlyStopping`,
 on its own validation loss) and its own best parameters. A boolean mask of
@@ -84,16 +86,20 @@ PARAMETERS: dict[str, SweepParameter] = {
   'width': SweepParameter(
     ('model', 'width'), False, int, 'units per hidden layer', True
   ),
-  # NOTE: models.MLP fixes its dropout rate when it is built, so each rate
-  # is its own program; the rate would have to become an input of the
-  # network's call to be traced.
   'dropout_rate': SweepParameter(
-    ('model', 'dropout_rate'), False, float, 'dropout rate'
+    ('model', 'dropout_rate'), True, float, 'dropout rate'
   ),
 }
 
-# Config fields that may differ between models of one compiled program.
-_TRACED_FIELDS = ('weight_decay', 'learning_rate', 'seed', 'name')
+# Config fields (paths of keys) that may differ between models of one
+# compiled program.
+_TRACED_FIELDS = (
+  ('weight_decay',),
+  ('learning_rate',),
+  ('seed',),
+  ('name',),
+  ('model', 'dropout_rate'),
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,13 +188,16 @@ def program_groups(
   """Indices of the run configs that share one compiled program, in order.
 
   Configs share a program when they differ only in traced fields (weight
-  decay, learning rate, seed).
+  decay, learning rate, seed, dropout rate).
   """
   groups: dict[str, list[int]] = {}
   for index, config in enumerate(configs):
     fields = config.to_dict()
-    for name in _TRACED_FIELDS:
-      fields.pop(name, None)
+    for path in _TRACED_FIELDS:
+      node = fields
+      for key in path[:-1]:
+        node = node.get(key, {})
+      node.pop(path[-1], None)
     groups.setdefault(json.dumps(fields, sort_keys=True), []).append(index)
   return list(groups.values())
 
@@ -204,17 +213,20 @@ def stack_train_states(
   Returns:
     A TrainState whose array leaves have shape [K, ...]: model k's
     parameters from fold_in(key(seed_k), 0), its optimizer state with its
-    own weight decay and epoch-0 learning rate and momentum.
+    own weight decay and epoch-0 learning rate and momentum, and its
+    dropout rate (dropout_rate shape [K]; None when every rate is 0).
   """
   states = [
     train.create_train_state(c, jax.random.fold_in(jax.random.key(c.seed), 0))
     for c in configs
   ]
   stack = lambda *leaves: jnp.stack(leaves)
+  rates = [c.model.dropout_rate for c in configs]
   return states[0].replace(
     step=jnp.zeros(len(states), jnp.int32),
     params=jax.tree.map(stack, *[s.params for s in states]),
     opt_state=jax.tree.map(stack, *[s.opt_state for s in states]),
+    dropout_rate=jnp.asarray(rates, jnp.float32) if any(rates) else None,
   )
 
 
@@ -321,9 +333,10 @@ def train_group(
   """
   configs = list(configs)
   if len(program_groups(configs)) != 1:
+    traced = ', '.join('.'.join(path) for path in _TRACED_FIELDS)
     raise ValueError(
-      'The models of one vmapped group must differ only in '
-      f'{_TRACED_FIELDS}; split the sweep with program_groups first.'
+      f'The models of one vmapped group must differ only in {traced}; split '
+      'the sweep with program_groups first.'
     )
   base = configs[0]
   num_models = len(configs)

@@ -51,7 +51,21 @@ NORMALIZER_FILE = 'normalizer.npz'
 # Events of the train split whose outputs are kept for the overtraining check.
 MAX_TRAIN_OUTPUTS = 100_000
 
-TrainState = train_state_lib.TrainState
+
+class TrainState(train_state_lib.TrainState):
+  """Flax's train state plus the dropout rate of the network in training.
+
+  Attributes:
+    dropout_rate: Probability of dropping a hidden unit, a float32 array of
+      shape [] (shape [K] for K stacked models): an input of the compiled
+      step rather than a constant in it, so that models with different
+      rates train together under jax.vmap. None when no model drops units:
+      the step then contains no dropout at all (drawing the dropout masks
+      makes a CPU training step of the reference network about 1.4 times
+      slower).
+  """
+
+  dropout_rate: jax.Array | None = None
 
 
 def model_config(config: ml_collections.ConfigDict) -> models.MLPConfig:
@@ -73,9 +87,11 @@ def create_train_state(
 
   Returns:
     A TrainState: step 0, fresh parameters, optimizer state with the
-    learning rate and momentum of epoch 0.
+    learning rate and momentum of epoch 0, the network's dropout rate
+    (None for a rate of 0).
   """
-  model = models.MLP(model_config(config))
+  network = model_config(config)
+  model = models.MLP(network)
   params = model.init(key, jnp.zeros((1, num_features), jnp.float32))['params']
   tx = optim.make_optimizer(config)
   opt_state = optim.at_epoch(tx.init(params), config, 0)
@@ -85,6 +101,11 @@ def create_train_state(
     params=params,
     tx=tx,
     opt_state=opt_state,
+    dropout_rate=(
+      jnp.asarray(network.dropout_rate, jnp.float32)
+      if network.dropout_rate > 0.0
+      else None
+    ),
   )
 
 
@@ -99,7 +120,7 @@ def train_step(
   """One SGD step on a batch.
 
   Args:
-    state: The train state.
+    state: The train state; its dropout_rate applies to the hidden units.
     batch: Features [batch, 140] and labels [batch] (1.0 for B0).
     key: Key of this step (dropout).
 
@@ -112,7 +133,11 @@ def train_step(
 
   def loss_fn(params):
     logits = state.apply_fn(
-      {'params': params}, x, train=True, rngs={'dropout': key}
+      {'params': params},
+      x,
+      train=True,
+      dropout_rate=0.0 if state.dropout_rate is None else state.dropout_rate,
+      rngs={'dropout': key},
     )
     return cross_entropy(logits, labels), logits
 

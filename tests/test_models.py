@@ -85,6 +85,73 @@ def test_dropout_only_in_training():
   assert not np.allclose(train_a, eval_a)
 
 
+def test_dropout_rate_zero_in_training_equals_inference():
+  config = models.MLPConfig(num_hidden_layers=3, width=32, dropout_rate=0.5)
+  model, params = init(config)
+  x = jax.random.normal(jax.random.key(5), (16, 140))
+
+  # A traced rate of 0 draws masks that keep every unit, each unscaled; the
+  # two compiled programs may round differently in the last bit.
+  @jax.jit
+  def train_logits(rate):
+    return model.apply(
+      {'params': params},
+      x,
+      train=True,
+      dropout_rate=rate,
+      rngs={'dropout': jax.random.key(6)},
+    )
+
+  inference = model.apply({'params': params}, x)
+  np.testing.assert_allclose(
+    train_logits(jnp.float32(0.0)), inference, rtol=1e-6, atol=1e-6
+  )
+  # The override is what matters: a traced 0.5 does drop units.
+  assert np.abs(train_logits(jnp.float32(0.5)) - inference).max() > 1e-2
+
+
+def test_dropout_drops_half_the_units_and_rescales_the_rest():
+  width, events = 1000, 4
+  model, params = init(
+    models.MLPConfig(
+      num_hidden_layers=1, width=width, activation='relu', dropout_rate=0.5
+    )
+  )
+  # Every hidden unit outputs relu(0 x + 1) = 1 and the output sums them, so
+  # the logit is the sum of the units after dropout: 0 for a dropped unit,
+  # 1 / (1 - 0.5) = 2 for a kept one, twice the number of kept units.
+  params = {
+    'hidden_0': {
+      'kernel': jnp.zeros((140, width)),
+      'bias': jnp.ones(width),
+    },
+    'output': {'kernel': jnp.ones((width, 1)), 'bias': jnp.zeros(1)},
+  }
+  x = jax.random.normal(jax.random.key(7), (events, 140))
+  np.testing.assert_array_equal(model.apply({'params': params}, x), width)
+  rngs = {'dropout': jax.random.key(8)}
+  logits = np.asarray(model.apply({'params': params}, x, train=True, rngs=rngs))
+
+  kept = logits / 2.0
+  np.testing.assert_array_equal(kept, np.round(kept))
+  # Kept units per event: binomial(1000, 0.5), mean 500, sigma
+  # sqrt(1000 * 0.5 * 0.5) = 15.8; 5 sigma = 79. Over the 4 events: mean
+  # 2000, sigma sqrt(4000 * 0.25) = 31.6, 5 sigma = 158.
+  assert np.all(np.abs(kept - 500) < 79)
+  assert abs(kept.sum() - 2000) < 158
+  # The rate given as an array draws the same masks as the config's rate.
+  traced = model.apply(
+    {'params': params},
+    x,
+    train=True,
+    dropout_rate=jnp.float32(0.5),
+    rngs=rngs,
+  )
+  np.testing.assert_array_equal(traced, logits)
+  with pytest.raises(ValueError, match='dropout_rate must lie in'):
+    model.apply({'params': params}, x, train=True, dropout_rate=1.0, rngs=rngs)
+
+
 def test_relu_activation():
   model, params = init(
     models.MLPConfig(num_hidden_layers=1, width=16, activation='relu')

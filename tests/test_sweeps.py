@@ -95,6 +95,58 @@ def test_model_k_of_a_sweep_equals_the_single_run(generated_dir, tmp_path):
   assert float(jnp.abs(kernels[0] - kernels[2]).max()) > 1e-3
 
 
+def test_dropout_sweep_compiles_once_and_model_k_equals_the_single_run(
+  generated_dir, tmp_path, monkeypatch
+):
+  traces = count_epoch_traces(monkeypatch)
+  config = smoke.get_config()
+  config.data_dir = str(generated_dir)
+  config.model.width = 24  # a shape no other test compiles
+  config.num_epochs = 3
+  config.probe_every_epochs = 0
+  config.log_histograms_every_epochs = 0
+  config.checkpoint_every_epochs = 0
+  points = sweeps.sweep_points(config, 'dropout_rate', [0.0, 0.1, 0.3])
+  configs = [p.config for p in points]
+  assert sweeps.program_groups(configs) == [[0, 1, 2]]
+  splits = pipeline.load_splits(
+    generated_dir,
+    seed=config.split_seed,
+    fractions=tuple(config.fractions),
+    num_bins=config.num_bins,
+  )
+  results = sweeps.train_group(
+    configs,
+    splits.train,
+    splits.valid,
+    shuffle_key=jax.random.fold_in(jax.random.key(config.seed), 1),
+  )
+  # Three rates, one program.
+  assert len(traces) == 1
+
+  # Rate 0.3 alone draws the same masks; rate 0 alone has no dropout in its
+  # program, while in the sweep it keeps every unit.
+  for k in (2, 0):
+    workdir = tmp_path / f'alone_{k}'
+    alone = train.train_and_evaluate(configs[k], workdir)
+    template = jax.tree.map(np.asarray, results[k].best_params)
+    params = flax.serialization.from_bytes(
+      template, (workdir / train.PARAMS_FILE).read_bytes()
+    )
+    for a, b in zip(
+      jax.tree.leaves(params),
+      jax.tree.leaves(results[k].best_params),
+      strict=True,
+    ):
+      np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    assert results[k].early_stopping.best_epoch == alone['best_epoch']
+
+  # All three start from the same seed: only dropout sets them apart.
+  kernels = [r.best_params['hidden_1']['kernel'] for r in results]
+  assert float(jnp.abs(kernels[0] - kernels[1]).max()) > 1e-3
+  assert float(jnp.abs(kernels[1] - kernels[2]).max()) > 1e-3
+
+
 def test_stopped_model_keeps_its_state_while_the_other_trains():
   configs = [tiny_config(), tiny_config()]
   configs[1].weight_decay = 1e-3

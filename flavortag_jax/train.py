@@ -388,8 +388,9 @@ def _config_differences(
 
 
 def _checkpoint_manager(workdir: pathlib.Path) -> ocp.CheckpointManager:
+  # Orbax takes absolute paths only; a workdir may be given relative.
   return ocp.CheckpointManager(
-    workdir / 'checkpoints',
+    workdir.absolute() / 'checkpoints',
     options=ocp.CheckpointManagerOptions(
       max_to_keep=2, create=True, enable_async_checkpointing=False
     ),

@@ -1,6 +1,7 @@
 """Tests of training: compilation, resumption, early stopping, the workdir."""
 
 import json
+import pathlib
 
 import h5py
 import jax
@@ -145,10 +146,14 @@ def test_run_compiles_once_and_writes_the_tagger(
     train.load_predictor(workdir)
 
 
-def test_resumed_run_equals_uninterrupted_run(synthetic_dir, tmp_path):
+def test_resumed_run_equals_uninterrupted_run(
+  synthetic_dir, tmp_path, monkeypatch
+):
   straight = tmp_path / 'straight'
   train.train_and_evaluate(tiny_config(synthetic_dir, 4), straight)
-  resumed = tmp_path / 'resumed'
+  # A workdir relative to the working directory, as on the command line.
+  monkeypatch.chdir(tmp_path)
+  resumed = pathlib.Path('resumed')
   train.train_and_evaluate(tiny_config(synthetic_dir, 2), resumed)
   assert len(json.loads((resumed / 'history.json').read_text())) == 2
   train.train_and_evaluate(tiny_config(synthetic_dir, 4), resumed)

@@ -11,13 +11,13 @@ the same run: the feature builder should be far faster than training.
 """
 
 import math
-import time
 
 from absl import app, flags
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks import timing
 from flavortag_jax import features, physics, shards
 
 _NUM_EVENTS = flags.DEFINE_integer(
@@ -105,15 +105,6 @@ def reference_features(events: shards.Events) -> np.ndarray:
   return out
 
 
-def best_time(fn, repeats: int) -> float:
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return min(times)
-
-
 def train_step_rate(repeats: int) -> float:
   """Events per second of one SGD step of the reference network."""
   sizes = [features.NUM_FEATURES] + [300] * 8 + [1]
@@ -139,7 +130,6 @@ def train_step_rate(repeats: int) -> float:
 
   x = jax.random.uniform(jax.random.key(1), (100, features.NUM_FEATURES))
   y = jnp.ones(100)
-  jax.block_until_ready(step(params, x, y))
   num_steps = 200
 
   def run():
@@ -148,7 +138,7 @@ def train_step_rate(repeats: int) -> float:
       p = step(p, x, y)
     jax.block_until_ready(p)
 
-  return num_steps * 100 / best_time(run, repeats)
+  return num_steps * 100 / timing.best_time(run, repeats)
 
 
 def main(argv):
@@ -174,7 +164,10 @@ def main(argv):
     f'{np.abs(values - reference).max():.2e}'
   )
 
-  python_time = best_time(lambda: reference_features(sample), repeats)
+  # The agreement check above was the reference loop's warm-up.
+  python_time = timing.best_time(
+    lambda: reference_features(sample), repeats, warm_up=False
+  )
   python_rate = sample.num_events / python_time
 
   # Jitted builder on padded tracks already in memory.
@@ -183,12 +176,10 @@ def main(argv):
   build = lambda: jax.block_until_ready(
     features.build_features_jit(tracks, mask)
   )
-  build()
-  device_rate = events.num_events / best_time(build, repeats)
+  device_rate = events.num_events / timing.best_time(build, repeats)
 
   # End to end: ragged shard columns to numpy features, in chunks.
-  features.event_features(events)
-  total_rate = events.num_events / best_time(
+  total_rate = events.num_events / timing.best_time(
     lambda: features.event_features(events), repeats
   )
   train_rate = train_step_rate(repeats)

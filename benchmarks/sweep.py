@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks import timing
 from experiments.configs import sweep_weight_decay
 from flavortag_jax import optim, sweeps, train
 
@@ -40,17 +41,6 @@ _WIDTH = flags.DEFINE_integer('width', 64, 'Units per hidden layer.')
 _DEPTH = flags.DEFINE_integer('depth', 8, 'Hidden layers.')
 _BATCH_SIZE = flags.DEFINE_integer('batch_size', 100, 'Events per batch.')
 _REPEATS = flags.DEFINE_integer('repeats', 3, 'Timed epochs (best is kept).')
-
-
-def best_time(fn, repeats: int) -> float:
-  """Smallest wall time of `repeats` calls of fn() after one warm-up call."""
-  fn()
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return min(times)
 
 
 def main(argv):
@@ -110,8 +100,8 @@ def main(argv):
   single_compile = time.perf_counter() - start
 
   model_events = len(configs) * steps * _BATCH_SIZE.value
-  vmapped_rate = model_events / best_time(vmapped, _REPEATS.value)
-  sequential_rate = model_events / best_time(sequential, _REPEATS.value)
+  vmapped_rate = model_events / timing.best_time(vmapped, _REPEATS.value)
+  sequential_rate = model_events / timing.best_time(sequential, _REPEATS.value)
   print(
     f'K = {len(configs)} models of {_DEPTH.value} x {_WIDTH.value} tanh, '
     f'batch {_BATCH_SIZE.value}, {steps} steps per epoch, '

@@ -16,13 +16,12 @@ Aims: at least 1.3 times PyTorch's rate at batch 100, and at least half the
 measured matmul rate at batch 1000.
 """
 
-import time
-
 from absl import app, flags
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks import timing
 from experiments.configs import default
 from flavortag_jax import features, train
 
@@ -39,17 +38,6 @@ _MATMUL_SIZE = flags.DEFINE_integer(
 _SEED = flags.DEFINE_integer('seed', 0, 'Seed of the synthetic events.')
 
 
-def best_time(fn, repeats: int) -> float:
-  """Smallest wall time of `repeats` calls of fn() (after one warm-up)."""
-  fn()
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return min(times)
-
-
 def matmul_rates(size: int, repeats: int) -> dict[str, float]:
   """FLOP/s of a float32 [size, size] x [size, size] product (2 size^3)."""
   rng = np.random.default_rng(0)
@@ -60,8 +48,8 @@ def matmul_rates(size: int, repeats: int) -> dict[str, float]:
   matmul = jax.jit(jnp.matmul)
   return {
     'jnp': flops
-    / best_time(lambda: matmul(ja, jb).block_until_ready(), 2 * repeats),
-    'numpy': flops / best_time(lambda: a @ b, 2 * repeats),
+    / timing.best_time(lambda: matmul(ja, jb).block_until_ready(), 2 * repeats),
+    'numpy': flops / timing.best_time(lambda: a @ b, 2 * repeats),
   }
 
 
@@ -96,7 +84,7 @@ def jax_rate(config, x: np.ndarray, y: np.ndarray, repeats: int) -> float:
     holder['state'], metrics = epoch(holder['state'], x, y, key)
     metrics['loss'].block_until_ready()
 
-  return x.shape[0] * x.shape[1] / best_time(run, repeats)
+  return x.shape[0] * x.shape[1] / timing.best_time(run, repeats)
 
 
 def torch_model(config, params):
@@ -171,7 +159,7 @@ def torch_rate(
   torch.set_num_threads(threads)
   params = train.create_train_state(config, jax.random.key(0)).params
   run = torch_training(config, params, x, y)
-  return x.shape[0] * x.shape[1] / best_time(run, repeats)
+  return x.shape[0] * x.shape[1] / timing.best_time(run, repeats)
 
 
 def main(argv):

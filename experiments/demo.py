@@ -29,6 +29,7 @@ from flavortag_jax import (
   shards,
   taggers,
   train,
+  writers,
 )
 
 _OUT_DIR = flags.DEFINE_string('out_dir', 'runs/demo', 'Output folder.')
@@ -170,6 +171,7 @@ def comparison_table(summaries: dict[str, dict]) -> str:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  writers.quiet_checkpoint_progress()
   out_dir = pathlib.Path(_OUT_DIR.value)
   if _FORCE.value and out_dir.exists():
     shutil.rmtree(out_dir)

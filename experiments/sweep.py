@@ -22,7 +22,7 @@ from absl import app, flags, logging
 import jax
 from ml_collections import config_flags
 
-from flavortag_jax import parallel, sweeps
+from flavortag_jax import parallel, sweeps, writers
 
 _WORKDIR = flags.DEFINE_string(
   'workdir', None, 'Folder for sweep.json, the plot and TensorBoard logs.'
@@ -43,6 +43,7 @@ flags.mark_flags_as_required(['config', 'workdir'])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  writers.quiet_checkpoint_progress()
   parallel.initialize_from_flags()
   logging.info('JAX %s; %s', jax.__version__, parallel.describe_devices())
   config = flags.FLAGS.config

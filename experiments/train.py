@@ -9,13 +9,11 @@ Starting again with the same --workdir resumes an interrupted run. Each
 config file's docstring gives its data, its command and what it reaches.
 """
 
-import logging as std_logging
-
 from absl import app, flags, logging
 import jax
 from ml_collections import config_flags
 
-from flavortag_jax import parallel, train
+from flavortag_jax import parallel, train, writers
 
 _WORKDIR = flags.DEFINE_string(
   'workdir', None, 'Folder for checkpoints, logs and the trained tagger.'
@@ -27,19 +25,10 @@ parallel.define_flags()
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
-class _OrbaxProgressFilter(std_logging.Filter):
-  """Keeps Orbax's warnings and errors, drops its per-save progress lines."""
-
-  def filter(self, record: std_logging.LogRecord) -> bool:
-    return record.levelno >= std_logging.WARNING or (
-      '/orbax/' not in record.pathname
-    )
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  logging.get_absl_handler().addFilter(_OrbaxProgressFilter())
+  writers.quiet_checkpoint_progress()
   parallel.initialize_from_flags()
   logging.info('JAX %s; %s', jax.__version__, parallel.describe_devices())
   config = flags.FLAGS.config

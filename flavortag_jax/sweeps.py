@@ -522,19 +522,7 @@ def run_sweep(
     workdir.mkdir(parents=True, exist_ok=True)
     writers.write_json(workdir / 'config.json', json.loads(config.to_json()))
 
-  splits = pipeline.load_splits(
-    config.data_dir,
-    seed=config.split_seed,
-    fractions=tuple(config.fractions),
-    num_bins=config.num_bins,
-    momentum_frame=config.momentum_frame,
-  )
-  if splits.train.num_events < config.batch_size:
-    raise ValueError(
-      f'The train split has {splits.train.num_events} events, fewer than one '
-      f'batch of {config.batch_size}; lower config.batch_size or generate '
-      'more events.'
-    )
+  splits = train.load_splits(config)
   groups = program_groups([p.config for p in points])
   logging.info(
     'Sweep of %s over %d models in %d compiled group(s); events: %d train, '

@@ -495,6 +495,24 @@ def _probe(
   return dataset.features[:size], truth
 
 
+def load_splits(config: ml_collections.ConfigDict) -> pipeline.Splits:
+  """The normalized splits of config.data_dir, with at least one batch."""
+  splits = pipeline.load_splits(
+    config.data_dir,
+    seed=config.split_seed,
+    fractions=tuple(config.fractions),
+    num_bins=config.num_bins,
+    momentum_frame=config.momentum_frame,
+  )
+  if splits.train.num_events < config.batch_size:
+    raise ValueError(
+      f'the train split has {splits.train.num_events} events, fewer than '
+      f'one batch of {config.batch_size}; lower config.batch_size or '
+      'generate more events'
+    )
+  return splits
+
+
 def train_and_evaluate(
   config: ml_collections.ConfigDict, workdir: str | os.PathLike
 ) -> dict[str, Any]:
@@ -521,20 +539,8 @@ def train_and_evaluate(
   workdir.mkdir(parents=True, exist_ok=True)
   writers.write_json(workdir / 'config.json', json.loads(config.to_json()))
 
-  splits = pipeline.load_splits(
-    config.data_dir,
-    seed=config.split_seed,
-    fractions=tuple(config.fractions),
-    num_bins=config.num_bins,
-    momentum_frame=config.momentum_frame,
-  )
+  splits = load_splits(config)
   train = splits.train
-  if train.num_events < config.batch_size:
-    raise ValueError(
-      f'the train split has {train.num_events} events, fewer than one batch '
-      f'of {config.batch_size}; lower config.batch_size or generate more '
-      'events'
-    )
   logging.info(
     'Events: %d train, %d valid, %d test; %s',
     train.num_events,

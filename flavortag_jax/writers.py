@@ -4,11 +4,13 @@ Everything a run writes outside its checkpoints goes through this module:
 `MetricWriter` sends scalars to the absl log and scalars and histograms to
 TensorBoard (tensorboardX); `ActivationWriter` appends hidden-layer
 activations of a fixed probe set to an HDF5 file; `write_json` writes a JSON
-file atomically.
+file atomically; `quiet_checkpoint_progress` keeps Orbax's per-save chatter
+out of the log.
 """
 
 from collections.abc import Mapping, Sequence
 import json
+import logging as std_logging
 import os
 import pathlib
 from typing import Any
@@ -25,6 +27,25 @@ def write_json(path: str | os.PathLike, content: Any) -> pathlib.Path:
   """Writes `content` as JSON under a temporary name, then renames it."""
   text = json.dumps(content, indent=2, allow_nan=False) + '\n'
   return atomic.write_text(path, text)
+
+
+class _OrbaxProgressFilter(std_logging.Filter):
+  """Keeps Orbax's warnings and errors, drops its per-save progress lines."""
+
+  def filter(self, record: std_logging.LogRecord) -> bool:
+    return record.levelno >= std_logging.WARNING or (
+      '/orbax/' not in record.pathname
+    )
+
+
+def quiet_checkpoint_progress() -> None:
+  """Drops Orbax's INFO lines (dozens per checkpoint) from the absl log.
+
+  Call once at program start, after absl has set up its handler.
+  """
+  handler = logging.get_absl_handler()
+  if not any(isinstance(f, _OrbaxProgressFilter) for f in handler.filters):
+    handler.addFilter(_OrbaxProgressFilter())
 
 
 class MetricWriter:

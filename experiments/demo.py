@@ -47,17 +47,6 @@ _NUM_TREES = flags.DEFINE_integer(
 CATEGORY_TABLE_FILE = 'category_table.md'
 
 
-def category_table(figures, summaries, dnn_name) -> str:
-  """Formats Q of each category alone, the combination and the deep tagger."""
-  lines = ['| tagger | Q (%) |', '| --- | --- |']
-  rows = [(name, f['q'], f['q_err']) for name, f in figures.items()]
-  for name in (category_tagger.TAGGER_NAME, dnn_name):
-    rows.append((name, summaries[name]['q'], summaries[name]['q_err']))
-  for name, q, q_err in rows:
-    lines.append(f'| {name} | {100 * q:.2f} +- {100 * q_err:.2f} |')
-  return '\n'.join(lines)
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
@@ -104,7 +93,7 @@ def main(argv):
       'never used in training.'
     ),
   )
-  table = category_table(category_figures, summaries, dnn.name)
+  table = study.category_table(category_figures, summaries, dnn.name)
   atomic.write_text(out_dir / CATEGORY_TABLE_FILE, table + '\n')
   print()
   print(f'Test sample: {events.num_events} events never used in training')

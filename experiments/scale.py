@@ -9,7 +9,9 @@ the 150 k sample is the demo's), the deep tagger trained on them with
 --config (experiments/configs/default.py) and the category-based tagger with
 --num_trees trees (200, as in the demo). Both are evaluated on one
 independent sample of 100 k test events (the demo's test seed). Prints the
-table and writes it to OUT/scale.md, the figures to OUT/scale.json.
+table and writes it to OUT/scale.md, the figures to OUT/scale.json, and
+for each size the report of both taggers (OUT/train_N/report/) and Q of each
+category alone beside both taggers (OUT/train_N/category_table.md).
 
 Every finished stage is reused by a second run, so a size can be added
 later at the cost of that size alone.
@@ -51,6 +53,7 @@ _NUM_TREES = flags.DEFINE_integer(
 )
 
 SCALE_TABLE_FILE = 'scale.md'
+CATEGORY_TABLE_FILE = 'category_table.md'
 SCALE_JSON_FILE = 'scale.json'
 
 
@@ -126,7 +129,9 @@ def main(argv):
 
     dnn_tagger = taggers.load(point_dir / 'dnn')
     dnn = report.evaluate(dnn_tagger, events)
-    categories, _ = study.evaluate_categories(point_dir / 'categories', events)
+    categories, category_figures = study.evaluate_categories(
+      point_dir / 'categories', events
+    )
     summaries = report.write(
       point_dir / 'report',
       [dnn, categories],
@@ -134,6 +139,10 @@ def main(argv):
         f'{events.num_events} independent nunu events '
         f'(seed {study.TEST_SEED}); taggers trained on {size} events.'
       ),
+    )
+    atomic.write_text(
+      point_dir / CATEGORY_TABLE_FILE,
+      study.category_table(category_figures, summaries, dnn.name) + '\n',
     )
     print(f'\n{size} training events:\n{study.comparison_table(summaries)}')
     trained = dnn_tagger.description

@@ -159,3 +159,16 @@ def comparison_table(summaries: dict[str, dict]) -> str:
       f'{name:<18} {q:>14} {ratio:>12.3f} {s["auc"]:>8.4f} {s["n_events"]:>8d}'
     )
   return '\n'.join(lines)
+
+
+def category_table(
+  figures: dict[str, dict], summaries: dict[str, dict], dnn_name: str
+) -> str:
+  """Formats Q of each category alone, the combination and the deep tagger."""
+  lines = ['| tagger | Q (%) |', '| --- | --- |']
+  rows = [(name, f['q'], f['q_err']) for name, f in figures.items()]
+  for name in (category_tagger.TAGGER_NAME, dnn_name):
+    rows.append((name, summaries[name]['q'], summaries[name]['q_err']))
+  for name, q, q_err in rows:
+    lines.append(f'| {name} | {100 * q:.2f} +- {100 * q_err:.2f} |')
+  return '\n'.join(lines)

@@ -95,6 +95,11 @@ def test_scale_program_writes_one_row_per_size(tmp_path):
   for p in points:
     assert p['dnn']['n_events'] == p['category']['n_events'] == 1000
     assert p['epochs'] == 2
+    point_dir = out_dir / f'train_{p["train_events"]}'
+    table = (point_dir / scale.CATEGORY_TABLE_FILE).read_text().splitlines()
+    # Header, separator, 13 categories, the combination and the DNN.
+    assert len(table) == 2 + 13 + 2
+    assert (point_dir / 'report' / 'report.md').is_file()
   rows = (out_dir / scale.SCALE_TABLE_FILE).read_text().splitlines()[2:]
   assert len(rows) == 2
   ratio = points[1]['dnn']['q'] / points[1]['category']['q']

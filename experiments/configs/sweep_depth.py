@@ -25,7 +25,9 @@ events, up to 400 epochs with early stopping), three seeds per depth:
 Expected: Q rises steeply from one to a few hidden layers and then levels
 off; the published study found the gain saturating at about 8 layers on
 12 M events. At CPU scale the plateau comes earlier and the points scatter
-by about their statistical error.
+by about their statistical error. Measured at CPU scale (2 cores, 10.5 min):
+test Q 31.8 % with one hidden layer, 33.3 % with two, rising slowly to
+33.8 % with ten (+- 0.24 % each); the README has the table and plot.
 """
 
 from experiments.configs import default

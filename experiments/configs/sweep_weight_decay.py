@@ -14,7 +14,9 @@ splits and CPU/full scale as in sweep_depth.py:
 Expected: a broad optimum around the recipe's 2e-5; at 1e-3 the penalty
 shrinks the weights enough to cost Q. With few events (CPU scale) the
 network overtrains less visibly and small decays change Q by less than its
-statistical error.
+statistical error. Measured at CPU scale (2 cores, 10.3 min): test Q
+33.0 % without decay, 33.7 % at 3e-5, 32.0 % at 3e-4 and 29.6 % at 1e-3
+(+- 0.24 % each); the README has the table and plot.
 """
 
 from experiments.configs import sweep_depth

@@ -4,9 +4,10 @@ r"""The whole study on a small built-in sample: `make demo`.
 
 Generates a training sample (nunu mode) and an independent test sample,
 trains the deep tagger (experiments/configs/demo.py) and the category-based
-tagger on the training sample, evaluates both on the test sample, prints the
-comparison and writes OUT/report.md with its plots, and OUT/category_table.md
-with Q of each category alone on the test sample. TensorBoard logs of the
+tagger on the training sample, evaluates both on the test sample (the deep
+tagger also charge-symmetrized, see report.evaluate), prints the comparison
+and writes OUT/report.md with its plots, and OUT/category_table.md with Q of
+each category alone on the test sample. TensorBoard logs of the
 deep tagger go to OUT/dnn/tensorboard.
 
 A second run reuses every finished stage (and resumes an interrupted
@@ -83,17 +84,21 @@ def main(argv):
 
   stages.begin('Evaluating both taggers on the test sample')
   events = shards.read_data_dir(test_dir)
-  dnn = report.evaluate(taggers.load(dnn_dir), events)
+  dnn_tagger = taggers.load(dnn_dir)
+  dnn = report.evaluate(dnn_tagger, events)
+  dnn_symmetric = report.evaluate(dnn_tagger, events, charge_symmetric=True)
   categories, category_figures = study.evaluate_categories(category_dir, events)
   summaries = report.write(
     out_dir,
-    [dnn, categories],
+    [dnn, dnn_symmetric, categories],
     sample=(
       f'{events.num_events} independent nunu events (seed {study.TEST_SEED}), '
       'never used in training.'
     ),
   )
-  table = study.category_table(category_figures, summaries, dnn.name)
+  table = study.category_table(
+    category_figures, summaries, [dnn.name, dnn_symmetric.name]
+  )
   atomic.write_text(out_dir / CATEGORY_TABLE_FILE, table + '\n')
   print()
   print(f'Test sample: {events.num_events} events never used in training')

@@ -1,11 +1,15 @@
 r"""Evaluates trained taggers on a sample of events and writes a report.
 
   python -m experiments.evaluate --workdir=runs/dnn \
-    --workdir=runs/categories --data_dir=data/test --out_dir=runs/report
+    --workdir=runs/categories --data_dir=data/test --out_dir=runs/report \
+    [--charge_symmetric]
 
 Writes OUT/metrics.json (per tagger: auc, q, q_err, q_unbinned, accuracy,
-n_events, bins), OUT/report.md and the plots as PNG. Evaluate on events the
-taggers never saw: a freshly generated sample, not their training folder.
+n_events, bins), OUT/report.md and the plots as PNG. With
+--charge_symmetric each deep tagger is also reported made odd under flipping
+every track's charge, (f(x) - f(x flipped)) / 2 (see report.evaluate).
+Evaluate on events the taggers never saw: a freshly generated sample, not
+their training folder.
 """
 
 from absl import app, flags, logging
@@ -23,6 +27,12 @@ _R_BINS = flags.DEFINE_list(
   'r_bins',
   [str(edge) for edge in metrics.BELLE_R_BINS],
   'r bin edges from 0 to 1 (Belle bins by default).',
+)
+_CHARGE_SYMMETRIC = flags.DEFINE_bool(
+  'charge_symmetric',
+  False,
+  'Also report each deep tagger made odd under flipping every track charge '
+  '(report.evaluate), named with the suffix " C-sym".',
 )
 _CALIBRATION_BINS = flags.DEFINE_integer(
   'calibration_bins', 10, 'Bins of predicted w in the calibration plot.'
@@ -57,6 +67,15 @@ def main(argv):
       'Evaluating %s (%s) from %s', name, tagger.kind, tagger.workdir
     )
     evaluations.append(report.evaluate(tagger, events, name=name))
+    if _CHARGE_SYMMETRIC.value and tagger.kind == 'dnn':
+      evaluations.append(
+        report.evaluate(
+          tagger,
+          events,
+          name=f'{name}{report.CHARGE_SYMMETRIC_SUFFIX}',
+          charge_symmetric=True,
+        )
+      )
 
   sample = (
     f'{events.num_events} events from `{_DATA_DIR.value}` (mode '

@@ -8,7 +8,8 @@ events, so a larger sample begins with the events of every smaller one and
 the 150 k sample is the demo's), the deep tagger trained on them with
 --config (experiments/configs/default.py) and the category-based tagger with
 --num_trees trees (200, as in the demo). Both are evaluated on one
-independent sample of 100 k test events (the demo's test seed). Prints the
+independent sample of 100 k test events (the demo's test seed), the deep
+tagger also charge-symmetrized (report.evaluate). Prints the
 table and writes it to OUT/scale.md, the figures to OUT/scale.json, and
 for each size the report of both taggers (OUT/train_N/report/) and Q of each
 category alone beside both taggers (OUT/train_N/category_table.md).
@@ -71,20 +72,22 @@ def train_sizes(values: list[str]) -> list[int]:
 
 
 def scale_table(points: list[dict]) -> str:
-  """Formats one row per training size: both Q values and their ratio."""
+  """Formats one row per training size: Q of the taggers and their ratio."""
   lines = [
-    '| training events | DNN Q [%] | category Q [%] | Q(DNN) / Q(cat) '
-    '| DNN AUC | category AUC | DNN best epoch / epochs |',
-    '| ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    '| training events | DNN Q [%] | DNN C-sym Q [%] | category Q [%] '
+    '| Q(DNN C-sym) / Q(cat) | DNN C-sym AUC | category AUC '
+    '| DNN best epoch / epochs |',
+    '| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
   ]
+
+  def q(s):
+    return f'{100 * s["q"]:.2f} +- {100 * s["q_err"]:.2f}'
+
   for p in points:
-    dnn, cat = p['dnn'], p['category']
+    dnn, sym, cat = p['dnn'], p['dnn_symmetric'], p['category']
     lines.append(
-      f'| {p["train_events"]:,} '
-      f'| {100 * dnn["q"]:.2f} +- {100 * dnn["q_err"]:.2f} '
-      f'| {100 * cat["q"]:.2f} +- {100 * cat["q_err"]:.2f} '
-      f'| {dnn["q"] / cat["q"]:.3f} '
-      f'| {dnn["auc"]:.4f} | {cat["auc"]:.4f} '
+      f'| {p["train_events"]:,} | {q(dnn)} | {q(sym)} | {q(cat)} '
+      f'| {sym["q"] / cat["q"]:.3f} | {sym["auc"]:.4f} | {cat["auc"]:.4f} '
       f'| {p["best_epoch"]} / {p["epochs"]} |'
     )
   return '\n'.join(lines)
@@ -129,12 +132,13 @@ def main(argv):
 
     dnn_tagger = taggers.load(point_dir / 'dnn')
     dnn = report.evaluate(dnn_tagger, events)
+    dnn_symmetric = report.evaluate(dnn_tagger, events, charge_symmetric=True)
     categories, category_figures = study.evaluate_categories(
       point_dir / 'categories', events
     )
     summaries = report.write(
       point_dir / 'report',
-      [dnn, categories],
+      [dnn, dnn_symmetric, categories],
       sample=(
         f'{events.num_events} independent nunu events '
         f'(seed {study.TEST_SEED}); taggers trained on {size} events.'
@@ -142,7 +146,10 @@ def main(argv):
     )
     atomic.write_text(
       point_dir / CATEGORY_TABLE_FILE,
-      study.category_table(category_figures, summaries, dnn.name) + '\n',
+      study.category_table(
+        category_figures, summaries, [dnn.name, dnn_symmetric.name]
+      )
+      + '\n',
     )
     print(f'\n{size} training events:\n{study.comparison_table(summaries)}')
     trained = dnn_tagger.description
@@ -150,6 +157,7 @@ def main(argv):
       {
         'train_events': size,
         'dnn': summaries[dnn.name],
+        'dnn_symmetric': summaries[dnn_symmetric.name],
         'category': summaries[categories.name],
         'epochs': trained['epochs_trained'],
         'best_epoch': trained['best_epoch'],

@@ -139,6 +139,17 @@ class Events:
       dict(self.attrs),
     )
 
+  def charge_flipped(self) -> 'Events':
+    """Returns the events with every track's charge flipped, all else kept.
+
+    Flipping exchanges the positive and negative tracks of each event: what
+    a tagger sees of the flavor-conjugate rest of event in a detector that
+    treats both charges alike (as detector.py does).
+    """
+    tracks = dict(self.tracks)
+    tracks['charge'] = -self.tracks['charge']
+    return dataclasses.replace(self, tracks=tracks)
+
   def event_index(self) -> np.ndarray:
     """Returns the event each track belongs to, shape [num_tracks]."""
     return np.repeat(np.arange(self.num_events), np.diff(self.track_offsets))

@@ -7,6 +7,7 @@ settings in its folder; a later run with the same settings reuses the stage,
 and an interrupted training resumes from its checkpoint.
 """
 
+from collections.abc import Sequence
 import json
 import pathlib
 import shutil
@@ -162,12 +163,20 @@ def comparison_table(summaries: dict[str, dict]) -> str:
 
 
 def category_table(
-  figures: dict[str, dict], summaries: dict[str, dict], dnn_name: str
+  figures: dict[str, dict],
+  summaries: dict[str, dict],
+  others: Sequence[str],
 ) -> str:
-  """Formats Q of each category alone, the combination and the deep tagger."""
+  """Formats Q of each category alone, the combination and other taggers.
+
+  Args:
+    figures: Per-category figures (category_tagger.evaluate_categories).
+    summaries: metrics.summary per tagger name (report.write).
+    others: Names in `summaries` listed after the combination.
+  """
   lines = ['| tagger | Q (%) |', '| --- | --- |']
   rows = [(name, f['q'], f['q_err']) for name, f in figures.items()]
-  for name in (category_tagger.TAGGER_NAME, dnn_name):
+  for name in (category_tagger.TAGGER_NAME, *others):
     rows.append((name, summaries[name]['q'], summaries[name]['q_err']))
   for name, q, q_err in rows:
     lines.append(f'| {name} | {100 * q:.2f} +- {100 * q_err:.2f} |')

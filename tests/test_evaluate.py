@@ -289,13 +289,15 @@ def test_evaluate_program_on_unseen_events(
     f'--workdir={category_workdir}',
     f'--data_dir={unseen_dir}',
     f'--out_dir={out_dir}',
+    '--charge_symmetric',
   )
   assert run.returncode == 0, run.stderr[-3000:]
 
   found = json.loads((out_dir / 'metrics.json').read_text())
   dnn_name = taggers.read_description(dnn_workdir)['name']
   category_name = taggers.read_description(category_workdir)['name']
-  assert list(found) == [dnn_name, category_name]
+  symmetric_name = f'{dnn_name} C-sym'
+  assert list(found) == [dnn_name, symmetric_name, category_name]
 
   # Recompute the figures independently from the taggers' outputs.
   events = shards.read_data_dir(unseen_dir)
@@ -337,6 +339,60 @@ def test_evaluate_program_on_unseen_events(
   for name in pngs:
     pixels = image.imread(out_dir / name)
     assert pixels[..., :3].std() > 0.05
+
+  # The charge-symmetrized deep tagger: (f(x) - f(x flipped)) / 2, without
+  # an overtraining plot (its train/test outputs were never computed).
+  dnn = taggers.load(dnn_workdir)
+  qr = 0.5 * (dnn.predict(events) - dnn.predict(events.charge_flipped()))
+  assert found[symmetric_name]['auc'] == pytest.approx(
+    sk_metrics.roc_auc_score(q_true == 1, qr), abs=1e-9
+  )
+  assert f'overtraining_{dnn_name}_C-sym.png' not in pngs
+  assert f'{symmetric_name}: charge-symmetrized' in text
+
+
+def test_charge_flipped_events_differ_only_in_charge(generated_events):
+  flipped = generated_events.charge_flipped()
+  np.testing.assert_array_equal(
+    flipped.tracks['charge'], -generated_events.tracks['charge']
+  )
+  assert (generated_events.tracks['charge'] != 0).all()
+  for name, column in generated_events.tracks.items():
+    if name != 'charge':
+      assert flipped.tracks[name] is column
+  assert flipped.events is generated_events.events
+  np.testing.assert_array_equal(
+    flipped.charge_flipped().tracks['charge'],
+    generated_events.tracks['charge'],
+  )
+
+
+def _net_charge(events):
+  """Sum of the track charges of each event (0 without tracks)."""
+  charge = np.zeros(events.num_events)
+  np.add.at(charge, events.event_index(), events.tracks['charge'])
+  return charge
+
+
+def test_charge_symmetric_evaluation_removes_a_flavor_offset(
+  generated_events, tmp_path
+):
+  # A tagger with a flavor offset: qr = 0.3 + 0.05 * (sum of track charges).
+  # Symmetrized: ((0.3 + 0.05 S) - (0.3 - 0.05 S)) / 2 = 0.05 S.
+  events = generated_events.take(np.arange(300))
+  net_charge = _net_charge(events)
+  assert np.abs(net_charge).max() <= 10  # no clipping in 0.3 +- 0.05 S
+
+  def predict(e):
+    return np.clip(0.3 + 0.05 * _net_charge(e), -1, 1)
+
+  tagger = taggers.Tagger('toy', 'dnn', predict, tmp_path, {})
+  plain = report.evaluate(tagger, events)
+  symmetric = report.evaluate(tagger, events, charge_symmetric=True)
+  np.testing.assert_allclose(plain.qr, 0.3 + 0.05 * net_charge)
+  np.testing.assert_allclose(symmetric.qr, 0.05 * net_charge, atol=1e-12)
+  assert symmetric.name == 'toy C-sym'
+  assert symmetric.outputs is None and symmetric.history is None
 
 
 def test_events_of_another_schema_are_rejected(dnn_workdir, unseen_dir):

@@ -58,6 +58,7 @@ def test_scale_table_rows():
     {
       'train_events': 150000,
       'dnn': {'q': 0.30, 'q_err': 0.0023, 'auc': 0.81},
+      'dnn_symmetric': {'q': 0.315, 'q_err': 0.0024, 'auc': 0.82},
       'category': {'q': 0.35, 'q_err': 0.0024, 'auc': 0.84},
       'epochs': 22,
       'best_epoch': 11,
@@ -65,10 +66,10 @@ def test_scale_table_rows():
   ]
   table = scale.scale_table(points).splitlines()
   assert len(table) == 3
-  # 0.30 / 0.35 = 0.857
+  # 0.315 / 0.35 = 0.9
   assert table[2] == (
-    '| 150,000 | 30.00 +- 0.23 | 35.00 +- 0.24 | 0.857 | 0.8100 | 0.8400 '
-    '| 11 / 22 |'
+    '| 150,000 | 30.00 +- 0.23 | 31.50 +- 0.24 | 35.00 +- 0.24 | 0.900 '
+    '| 0.8200 | 0.8400 | 11 / 22 |'
   )
 
 
@@ -97,10 +98,10 @@ def test_scale_program_writes_one_row_per_size(tmp_path):
     assert p['epochs'] == 2
     point_dir = out_dir / f'train_{p["train_events"]}'
     table = (point_dir / scale.CATEGORY_TABLE_FILE).read_text().splitlines()
-    # Header, separator, 13 categories, the combination and the DNN.
-    assert len(table) == 2 + 13 + 2
+    # Header, separator, 13 categories, the combination and both DNNs.
+    assert len(table) == 2 + 13 + 3
     assert (point_dir / 'report' / 'report.md').is_file()
   rows = (out_dir / scale.SCALE_TABLE_FILE).read_text().splitlines()[2:]
   assert len(rows) == 2
-  ratio = points[1]['dnn']['q'] / points[1]['category']['q']
+  ratio = points[1]['dnn_symmetric']['q'] / points[1]['category']['q']
   assert f'| {ratio:.3f} |' in rows[1]

@@ -1,6 +1,7 @@
 """Tests of the comparison-study stages and the scale study program."""
 
 import json
+import pathlib
 import subprocess
 import sys
 
@@ -9,6 +10,8 @@ import pytest
 
 from experiments import scale
 from flavortag_jax import shards, study
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def test_stage_is_finished_only_with_the_same_settings(tmp_path):
@@ -88,8 +91,10 @@ def test_scale_program_writes_one_row_per_size(tmp_path):
       '--num_workers=1',
       f'--out_dir={out_dir}',
     ],
+    cwd=REPO_ROOT,
     check=True,
     capture_output=True,
+    timeout=300,
   )
   points = json.loads((out_dir / scale.SCALE_JSON_FILE).read_text())
   assert [p['train_events'] for p in points] == [1500, 3000]
